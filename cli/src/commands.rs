@@ -1,0 +1,95 @@
+//! The commands: `run`, `ls`, `runs`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use assay_engine::config::Project;
+use assay_engine::dag::Pipeline;
+use assay_engine::session::LakeCatalog;
+use assay_engine::step::{Faults, Step, StepContext};
+use assay_engine::{Lake, history, runner};
+
+use crate::output;
+use crate::{Cli, Command};
+
+/// Loads the project and runs the command.
+pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    let project = Project::load(&cli.project)?;
+    let root = cli
+        .lake
+        .clone()
+        .unwrap_or_else(|| project.lake_root.clone());
+    let lake = Lake::resolve(&root, &project.dir)?;
+    let pipeline = build_pipeline(&project)?;
+    match cli.command {
+        Command::Run {
+            select,
+            inject_fault,
+        } => run(&project, lake, &pipeline, select.as_deref(), inject_fault).await,
+        Command::Ls => {
+            println!("{}", output::dag_table(&pipeline));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Runs { limit } => {
+            println!("{}", output::runs_table(&lake, limit).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Every step of the project, in one validated DAG.
+fn build_pipeline(project: &Project) -> Result<Pipeline> {
+    let mut steps: Vec<Arc<dyn Step>> = assay_bronze::steps(project);
+    steps.extend(assay_silver::steps(project)?);
+    steps.extend(assay_gold::steps(project)?);
+    Ok(Pipeline::new(steps)?)
+}
+
+async fn run(
+    project: &Project,
+    lake: Lake,
+    pipeline: &Pipeline,
+    select: Option<&str>,
+    faults: Vec<String>,
+) -> Result<ExitCode> {
+    let selection = select.map(|s| pipeline.select(s)).transpose()?;
+    let catalog = LakeCatalog::load(lake.clone())
+        .await
+        .with_context(|| format!("opening lake {}", lake.root()))?;
+    let ctx = StepContext {
+        lake: lake.clone(),
+        catalog,
+        project_dir: project.dir.clone(),
+        run_id: uuid_v7(),
+        faults: Faults::new(faults),
+    };
+    let observer = Arc::new(output::Progress::new());
+    let summary = runner::run(
+        pipeline,
+        selection.as_ref(),
+        &project.run,
+        ctx,
+        observer.clone(),
+    )
+    .await;
+    observer.done();
+    println!("{}", output::summary_table(&summary));
+    for s in &summary.steps {
+        if let Some(e) = &s.error {
+            eprintln!("{} {}: {e}", s.status.as_str(), s.table);
+        }
+    }
+    history::record(&lake, &summary)
+        .await
+        .context("recording the run in _system.runs")?;
+    Ok(if summary.succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn uuid_v7() -> String {
+    uuid::Uuid::now_v7().to_string()
+}

@@ -1,0 +1,73 @@
+//! `assay`: the command-line binary and composition root. It parses the project, asks each
+//! layer crate for its steps, puts them in one pipeline and runs it.
+
+mod commands;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Assay: a lakehouse batch engine (bronze -> silver -> gold on Delta tables).
+#[derive(Debug, Parser)]
+#[command(name = "assay", version, about)]
+pub(crate) struct Cli {
+    /// Project directory (holds assay.toml and sql/).
+    #[arg(long, global = true, default_value = ".")]
+    pub(crate) project: PathBuf,
+    /// Lake root URL or path; overrides `[lake] root` of the project.
+    #[arg(long, global = true, env = "ASSAY_LAKE")]
+    pub(crate) lake: Option<String>,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the pipeline once (all steps, or a selection).
+    Run {
+        /// Steps to run: `layer`, `layer.table`, `+x` adds upstreams, `x+` downstreams.
+        #[arg(long, short)]
+        select: Option<String>,
+        /// Test only: fail at this fault point (e.g. `before_commit:bronze.orders`).
+        #[arg(long, hide = true)]
+        inject_fault: Vec<String>,
+    },
+    /// Print the DAG: table, layer, upstream tables.
+    Ls,
+    /// Print recent runs from `_system.runs`.
+    Runs {
+        /// How many runs to show.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ASSAY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

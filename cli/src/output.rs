@@ -1,0 +1,186 @@
+//! What the commands print: progress, the run summary, the DAG and run history.
+
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use assay_engine::dag::Pipeline;
+use assay_engine::runner::{RunObserver, RunSummary, StepOutcome};
+use assay_engine::session::LakeCatalog;
+use assay_engine::{Lake, TableId};
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+
+/// Prints a line per step as it starts and ends (stderr, only on a terminal).
+pub(crate) struct Progress {
+    tty: bool,
+    start: Instant,
+    running: Mutex<usize>,
+}
+
+impl Progress {
+    pub(crate) fn new() -> Self {
+        Progress {
+            tty: std::io::stderr().is_terminal(),
+            start: Instant::now(),
+            running: Mutex::new(0),
+        }
+    }
+
+    pub(crate) fn done(&self) {
+        if self.tty {
+            eprintln!("[{:>6.1}s] done", self.start.elapsed().as_secs_f64());
+        }
+    }
+}
+
+impl RunObserver for Progress {
+    fn started(&self, table: &TableId) {
+        if let Ok(mut n) = self.running.lock() {
+            *n += 1;
+        }
+        if self.tty {
+            eprintln!(
+                "[{:>6.1}s] start  {table}",
+                self.start.elapsed().as_secs_f64()
+            );
+        }
+    }
+
+    fn finished(&self, o: &StepOutcome) {
+        if let Ok(mut n) = self.running.lock() {
+            *n = n.saturating_sub(1);
+        }
+        if self.tty {
+            eprintln!(
+                "[{:>6.1}s] {:<6} {} ({} rows)",
+                self.start.elapsed().as_secs_f64(),
+                short(o.status.as_str()),
+                o.table,
+                o.report.rows_written
+            );
+        }
+    }
+}
+
+fn short(status: &str) -> &str {
+    match status {
+        "succeeded" => "ok",
+        "up_to_date" => "same",
+        "failed" => "FAIL",
+        other => other,
+    }
+}
+
+/// The run summary: step, layer, status, rows in / written / rejected, duration, version.
+pub(crate) fn summary_table(summary: &RunSummary) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+        "step",
+        "layer",
+        "status",
+        "rows in",
+        "rows written",
+        "rows rejected",
+        "duration",
+        "version",
+    ]);
+    let mut steps: Vec<&StepOutcome> = summary.steps.iter().collect();
+    steps.sort_by(|a, b| a.table.cmp(&b.table));
+    for s in steps {
+        let ms = (s.ended_at - s.started_at).num_milliseconds();
+        t.add_row(vec![
+            s.table.to_string(),
+            s.table.layer.to_string(),
+            s.status.as_str().to_string(),
+            s.report.rows_in.to_string(),
+            s.report.rows_written.to_string(),
+            s.report.rows_rejected.to_string(),
+            format!("{:.2}s", ms as f64 / 1000.0),
+            s.report
+                .version
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    t
+}
+
+/// The DAG: table, layer, upstream tables, in run order.
+pub(crate) fn dag_table(pipeline: &Pipeline) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_header(vec!["table", "layer", "upstream"]);
+    for step in pipeline.ordered() {
+        let ups: Vec<String> = step.upstreams().iter().map(|u| u.to_string()).collect();
+        t.add_row(vec![
+            step.table().to_string(),
+            step.table().layer.to_string(),
+            if ups.is_empty() {
+                "-".into()
+            } else {
+                ups.join(", ")
+            },
+        ]);
+    }
+    t
+}
+
+/// The newest runs and their steps, from `_system.runs`.
+pub(crate) async fn runs_table(lake: &Lake, limit: usize) -> Result<Table> {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    let header = vec![
+        "run_id",
+        "kind",
+        "step",
+        "status",
+        "started_at",
+        "duration_ms",
+        "rows_written",
+        "rows_rejected",
+        "version",
+        "error",
+    ];
+    t.set_header(header.clone());
+    if lake
+        .open(&assay_engine::history::runs_table())
+        .await?
+        .is_none()
+    {
+        return Ok(t);
+    }
+    let catalog = LakeCatalog::load(lake.clone()).await?;
+    let ctx = catalog.session();
+    let sql = format!(
+        "SELECT {} FROM _system.runs WHERE run_id IN \
+         (SELECT run_id FROM _system.runs WHERE kind = 'run' ORDER BY started_at DESC LIMIT {limit}) \
+         ORDER BY run_id DESC, kind, step",
+        header.join(", ")
+    );
+    let batches = ctx
+        .sql(&sql)
+        .await
+        .context("reading _system.runs")?
+        .collect()
+        .await
+        .context("reading _system.runs")?;
+    let options = FormatOptions::default().with_null("");
+    for b in &batches {
+        let formatters: Vec<ArrayFormatter> = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<Result<_, _>>()?;
+        for row in 0..b.num_rows() {
+            t.add_row(
+                formatters
+                    .iter()
+                    .map(|f| f.value(row).to_string())
+                    .collect::<Vec<_>>(),
+            );
+        }
+    }
+    Ok(t)
+}

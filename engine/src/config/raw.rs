@@ -1,0 +1,106 @@
+//! The project file as written: serde types that reject unknown keys.
+
+use indexmap::IndexMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// `assay.toml` as parsed, before validation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProject {
+    #[serde(default)]
+    pub(crate) project: RawProjectSection,
+    #[serde(default)]
+    pub(crate) lake: RawLake,
+    #[serde(default)]
+    pub(crate) run: RawRun,
+    #[serde(default)]
+    pub(crate) bronze: Vec<RawBronze>,
+    #[serde(default)]
+    pub(crate) silver: Vec<RawSilver>,
+    #[serde(default)]
+    pub(crate) gold: Vec<RawGold>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProjectSection {
+    pub(crate) name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLake {
+    pub(crate) root: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRun {
+    pub(crate) parallelism: Option<usize>,
+    pub(crate) retries: Option<u32>,
+    pub(crate) retry_backoff: Option<Spanned<String>>,
+    pub(crate) step_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBronze {
+    pub(crate) name: Spanned<String>,
+    pub(crate) source: RawSource,
+    #[serde(default)]
+    pub(crate) on_error: super::OnError,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub(crate) enum RawSource {
+    Files {
+        path: String,
+        #[serde(default)]
+        format: super::FileFormat,
+        #[serde(default)]
+        csv: super::CsvOptions,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSilver {
+    pub(crate) name: Spanned<String>,
+    pub(crate) from: Option<Spanned<String>>,
+    pub(crate) sql: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) columns: IndexMap<String, Spanned<String>>,
+    #[serde(default)]
+    pub(crate) keys: Vec<String>,
+    pub(crate) sequence_by: Option<String>,
+    #[serde(default)]
+    pub(crate) expect: IndexMap<String, RawExpectation>,
+    #[serde(default)]
+    pub(crate) on_violation: super::Action,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawExpectation {
+    Rule(String),
+    Full(RawExpectationFull),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawExpectationFull {
+    pub(crate) rule: String,
+    pub(crate) action: super::Action,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGold {
+    pub(crate) name: Spanned<String>,
+    pub(crate) sql: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) partition_by: Vec<String>,
+}

@@ -1,0 +1,123 @@
+//! The engine's error type.
+
+use std::fmt;
+
+use datafusion::error::DataFusionError;
+use deltalake::DeltaTableError;
+
+/// Result alias used across the engine.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the engine, with the context a user needs to act.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The project file or a file it names is invalid.
+    #[error("{file}: {message}")]
+    Config {
+        /// The file at fault (usually `assay.toml`).
+        file: String,
+        /// What is wrong, naming the key and line.
+        message: String,
+    },
+    /// The lake root URL cannot be used.
+    #[error("lake root `{url}`: {message}")]
+    LakeRoot {
+        /// The URL as given.
+        url: String,
+        /// Why it cannot be used.
+        message: String,
+    },
+    /// A Delta operation on a table failed.
+    #[error("table {table}: {source}")]
+    Delta {
+        /// `layer.name` of the table.
+        table: String,
+        /// The delta-rs error.
+        #[source]
+        source: Box<DeltaTableError>,
+    },
+    /// A query failed.
+    #[error("{context}: {source}")]
+    Query {
+        /// What was being queried (a table, a model, a file).
+        context: String,
+        /// The DataFusion error.
+        #[source]
+        source: Box<DataFusionError>,
+    },
+    /// Object store access failed.
+    #[error("{url}: {source}")]
+    ObjectStore {
+        /// The URL that was being accessed.
+        url: String,
+        /// The object store error.
+        #[source]
+        source: object_store::Error,
+    },
+    /// The pipeline's steps depend on each other in a cycle.
+    #[error("dependency cycle: {0}")]
+    Cycle(String),
+    /// A model refers to a table no step produces.
+    #[error("{model} references unknown table `{table}`")]
+    UnknownTable {
+        /// The model (step) whose SQL holds the reference.
+        model: String,
+        /// The table it names.
+        table: String,
+    },
+    /// SQL text could not be parsed.
+    #[error("{file}: invalid SQL: {message}")]
+    Sql {
+        /// The file (or step) the SQL came from.
+        file: String,
+        /// The parser's message.
+        message: String,
+    },
+    /// A `--select` expression names nothing.
+    #[error("selection `{0}` matches no step")]
+    EmptySelection(String),
+    /// A test-only fault point fired.
+    #[error("injected fault at {0}")]
+    InjectedFault(String),
+}
+
+impl EngineError {
+    /// Wraps a delta-rs error with the table it concerns.
+    pub fn delta(table: impl fmt::Display, source: DeltaTableError) -> Self {
+        EngineError::Delta {
+            table: table.to_string(),
+            source: Box::new(source),
+        }
+    }
+
+    /// Wraps a DataFusion error with what was being done.
+    pub fn query(context: impl fmt::Display, source: DataFusionError) -> Self {
+        EngineError::Query {
+            context: context.to_string(),
+            source: Box::new(source),
+        }
+    }
+
+    /// Wraps an object store error with the URL concerned.
+    pub fn object_store(url: impl fmt::Display, source: object_store::Error) -> Self {
+        EngineError::ObjectStore {
+            url: url.to_string(),
+            source,
+        }
+    }
+
+    /// True when retrying the same operation may succeed (IO, commit conflicts).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            EngineError::ObjectStore { .. } => true,
+            EngineError::Delta { source, .. } => matches!(
+                source.as_ref(),
+                DeltaTableError::ObjectStore { .. }
+                    | DeltaTableError::Io { .. }
+                    | DeltaTableError::Transaction { .. }
+                    | DeltaTableError::VersionAlreadyExists(_)
+            ),
+            _ => false,
+        }
+    }
+}

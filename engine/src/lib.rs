@@ -1,0 +1,32 @@
+//! # assay-engine
+//!
+//! The core of Assay, shared by the medallion layers and the servers:
+//!
+//! - [`config`]: the project file (`assay.toml`) parsed once into typed, validated config;
+//! - [`storage::Lake`]: the lake root URL and its object store; tables live at
+//!   `<root>/<layer>/<name>`;
+//! - [`delta`]: Delta IO (one commit per write, cursors as `txn` actions in the same commit,
+//!   reading only the files added since a version);
+//! - [`session::LakeCatalog`]: a DataFusion catalog with schemas `bronze`, `silver`, `gold`,
+//!   `_system` that resolves the latest snapshot per query;
+//! - [`step::Step`], [`dag::Pipeline`] and [`runner`]: the DAG of steps and how it runs;
+//! - [`history`]: `_system.runs` and `_system.expectations`.
+//!
+//! Data flows: each layer crate turns its config section into [`step::Step`]s; the binary
+//! puts them in a [`dag::Pipeline`] (upstreams come from the SQL's table references) and
+//! [`runner::run`] executes it, then [`history::record`] writes the run.
+
+pub mod config;
+pub mod dag;
+pub mod delta;
+pub mod error;
+pub mod history;
+pub mod runner;
+pub mod session;
+pub mod step;
+pub mod storage;
+pub mod table;
+
+pub use error::{EngineError, Result};
+pub use storage::Lake;
+pub use table::{Layer, TableId};

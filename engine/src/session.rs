@@ -1,0 +1,135 @@
+//! The DataFusion side of the lake: a catalog with schemas `bronze`, `silver`, `gold` and
+//! `_system` that opens the latest Delta snapshot on every lookup.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use datafusion::error::DataFusionError;
+use datafusion::execution::context::SessionConfig;
+use datafusion::prelude::SessionContext;
+
+use crate::error::Result;
+use crate::storage::Lake;
+use crate::table::{Layer, TableId};
+
+/// The catalog name under which the lake is registered.
+pub const CATALOG: &str = "assay";
+
+/// A DataFusion catalog over the lake; every table lookup loads the latest snapshot.
+#[derive(Debug)]
+pub struct LakeCatalog {
+    lake: Lake,
+    schemas: BTreeMap<Layer, Arc<LakeSchema>>,
+}
+
+impl LakeCatalog {
+    /// Builds the catalog and lists the tables present now.
+    ///
+    /// # Errors
+    /// Listing the lake failed.
+    pub async fn load(lake: Lake) -> Result<Arc<LakeCatalog>> {
+        let mut schemas = BTreeMap::new();
+        for layer in Layer::ALL {
+            let names = lake.table_names(layer).await?;
+            schemas.insert(
+                layer,
+                Arc::new(LakeSchema {
+                    lake: lake.clone(),
+                    layer,
+                    names: RwLock::new(names),
+                }),
+            );
+        }
+        Ok(Arc::new(LakeCatalog { lake, schemas }))
+    }
+
+    /// Re-lists the tables of every layer (new tables become visible).
+    ///
+    /// # Errors
+    /// Listing the lake failed.
+    pub async fn refresh(&self) -> Result<()> {
+        for (layer, schema) in &self.schemas {
+            let names = self.lake.table_names(*layer).await?;
+            if let Ok(mut guard) = schema.names.write() {
+                *guard = names;
+            }
+        }
+        Ok(())
+    }
+
+    /// The lake behind the catalog.
+    pub fn lake(&self) -> &Lake {
+        &self.lake
+    }
+
+    /// A session whose default catalog is this one, so `gold.x` resolves to the lake.
+    pub fn session(self: &Arc<Self>) -> SessionContext {
+        let config = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG, Layer::Gold.as_str())
+            .with_create_default_catalog_and_schema(false)
+            .with_information_schema(true);
+        let ctx = SessionContext::new_with_config(config);
+        ctx.register_catalog(CATALOG, Arc::clone(self) as Arc<dyn CatalogProvider>);
+        ctx
+    }
+}
+
+impl CatalogProvider for LakeCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        self.schemas
+            .keys()
+            .map(|l| l.as_str().to_string())
+            .collect()
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        let layer = Layer::parse(name)?;
+        self.schemas
+            .get(&layer)
+            .map(|s| Arc::clone(s) as Arc<dyn SchemaProvider>)
+    }
+}
+
+/// One layer of the lake as a DataFusion schema.
+#[derive(Debug)]
+pub struct LakeSchema {
+    lake: Lake,
+    layer: Layer,
+    names: RwLock<Vec<String>>,
+}
+
+#[async_trait]
+impl SchemaProvider for LakeSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.names.read().map(|n| n.clone()).unwrap_or_default()
+    }
+
+    async fn table(
+        &self,
+        name: &str,
+    ) -> std::result::Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        let id = TableId::new(self.layer, name);
+        let Some(table) = self
+            .lake
+            .open(&id)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?
+        else {
+            return Ok(None);
+        };
+        if let Ok(mut guard) = self.names.write()
+            && !guard.iter().any(|n| n == name)
+        {
+            guard.push(name.to_string());
+            guard.sort();
+        }
+        let provider = table.table_provider().await?;
+        Ok(Some(provider))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.table_names().iter().any(|n| n == name)
+    }
+}

@@ -1,0 +1,73 @@
+//! Bronze errors.
+
+use assay_engine::EngineError;
+use assay_engine::step::StepError;
+
+/// Result alias of the bronze crate.
+pub type Result<T, E = BronzeError> = std::result::Result<T, E>;
+
+/// What can go wrong while ingesting.
+#[derive(Debug, thiserror::Error)]
+pub enum BronzeError {
+    /// A line or file could not be parsed and `on_error = "fail"`.
+    #[error("{file}{}: {reason}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
+    Malformed {
+        /// The source file URL.
+        file: String,
+        /// 1-based line number, when the problem is one line.
+        line: Option<u64>,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The file's format cannot be told from its name.
+    #[error("{file}: cannot tell the format from the extension; set `format` on the source")]
+    UnknownFormat {
+        /// The source file URL.
+        file: String,
+    },
+    /// Reading a source failed.
+    #[error("{url}: {source}")]
+    Read {
+        /// What was being read.
+        url: String,
+        /// The IO error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Listing or opening source files failed.
+    #[error("{url}: {source}")]
+    Store {
+        /// What was being listed or opened.
+        url: String,
+        /// The object store error.
+        #[source]
+        source: object_store::Error,
+    },
+    /// Building or writing batches failed.
+    #[error("table {table}: {source}")]
+    Write {
+        /// The table being written.
+        table: String,
+        /// The delta-rs error.
+        #[source]
+        source: Box<deltalake::DeltaTableError>,
+    },
+    /// An engine operation failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+impl From<BronzeError> for StepError {
+    fn from(e: BronzeError) -> Self {
+        let transient = match &e {
+            BronzeError::Read { .. } | BronzeError::Store { .. } => true,
+            BronzeError::Engine(inner) => inner.is_transient(),
+            _ => false,
+        };
+        if transient {
+            StepError::transient(e)
+        } else {
+            StepError::permanent(e)
+        }
+    }
+}

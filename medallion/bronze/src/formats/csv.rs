@@ -1,0 +1,228 @@
+//! CSV: header, delimiter, quote and null string; a line with the wrong number of fields
+//! or invalid UTF-8 is rejected with its line number and raw text.
+
+use std::io::Read;
+
+use assay_engine::config::CsvOptions;
+use csv::{ByteRecord, ReaderBuilder};
+
+use super::{BATCH_ROWS, Chunk, FileError, Reject, StringBatch, check_columns};
+
+/// Keeps the bytes the CSV reader has consumed so a rejected record's raw text can be cut out.
+struct Tee<R> {
+    inner: R,
+    buf: Vec<u8>,
+    /// Absolute offset of `buf[0]`.
+    base: u64,
+}
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(out)?;
+        self.buf.extend_from_slice(&out[..n]);
+        Ok(n)
+    }
+}
+
+impl<R> Tee<R> {
+    fn slice(&self, start: u64, end: u64) -> String {
+        let s = start.saturating_sub(self.base) as usize;
+        let e = (end.saturating_sub(self.base) as usize).min(self.buf.len());
+        let text = String::from_utf8_lossy(&self.buf[s.min(e)..e]);
+        text.trim_end_matches(['\r', '\n']).to_string()
+    }
+
+    fn discard_before(&mut self, offset: u64) {
+        let n = offset.saturating_sub(self.base) as usize;
+        // Drain in large steps: a memmove per record would dominate parsing.
+        if n > (1 << 20) && n <= self.buf.len() {
+            self.buf.drain(..n);
+            self.base = offset;
+        }
+    }
+}
+
+/// Parses CSV from `reader`, calling `emit` with each chunk; stops early when `emit`
+/// returns false.
+///
+/// # Errors
+/// IO errors, and a header that cannot name the columns (as a message).
+pub(crate) fn parse(
+    reader: impl Read,
+    opts: &CsvOptions,
+    mut emit: impl FnMut(Chunk) -> bool,
+) -> Result<(), FileError> {
+    let fmt = |m: String| FileError::Format(m);
+    let delimiter =
+        u8::try_from(opts.delimiter).map_err(|_| fmt("delimiter must be one byte".into()))?;
+    let quote = u8::try_from(opts.quote).map_err(|_| fmt("quote must be one byte".into()))?;
+    let mut rdr = ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(delimiter)
+        .quote(quote)
+        .from_reader(Tee {
+            inner: reader,
+            buf: Vec::new(),
+            base: 0,
+        });
+    let mut record = ByteRecord::new();
+    let mut names: Option<Vec<String>> = None;
+    let mut batch = StringBatch::new(Vec::new());
+    let mut chunk = Chunk::default();
+    loop {
+        let start = rdr.position().clone();
+        match rdr.read_byte_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                // The csv crate reports IO errors here; lengths are not checked (flexible).
+                let msg = format!("line {}: {e}", start.line());
+                return Err(if e.is_io_error() {
+                    FileError::Io(msg)
+                } else {
+                    fmt(msg)
+                });
+            }
+        }
+        let end = rdr.position().byte();
+        let line = start.line();
+        let Some(cols) = names.as_ref() else {
+            let header: Vec<String> = if opts.header {
+                record
+                    .iter()
+                    .map(|f| String::from_utf8_lossy(f).trim().to_string())
+                    .collect()
+            } else {
+                (1..=record.len()).map(|i| format!("column_{i}")).collect()
+            };
+            check_columns(&header).map_err(|m| fmt(format!("line {line}: header: {m}")))?;
+            batch = StringBatch::new(header.clone());
+            names = Some(header);
+            if opts.header {
+                rdr.get_mut().discard_before(end);
+                continue;
+            }
+            // Without a header the first line is data.
+            let cols = names.as_ref().map_or(0, Vec::len);
+            push_record(&record, cols, line, opts, &mut batch, &mut chunk, || {
+                rdr.get_ref().slice(start.byte(), end)
+            });
+            continue;
+        };
+        let cols = cols.len();
+        push_record(&record, cols, line, opts, &mut batch, &mut chunk, || {
+            rdr.get_ref().slice(start.byte(), end)
+        });
+        rdr.get_mut().discard_before(end);
+        if batch.rows() >= BATCH_ROWS {
+            chunk.batch = batch.take().map_err(|e| fmt(e.to_string()))?;
+            if !emit(std::mem::take(&mut chunk)) {
+                return Ok(());
+            }
+        }
+    }
+    chunk.batch = batch.take().map_err(|e| fmt(e.to_string()))?;
+    emit(chunk);
+    Ok(())
+}
+
+fn push_record(
+    record: &ByteRecord,
+    cols: usize,
+    line: u64,
+    opts: &CsvOptions,
+    batch: &mut StringBatch,
+    chunk: &mut Chunk,
+    raw: impl FnOnce() -> String,
+) {
+    chunk.records += 1;
+    if record.len() != cols {
+        chunk.rejects.push(Reject {
+            line: Some(line),
+            raw: Some(raw()),
+            reason: format!("expected {cols} fields, found {}", record.len()),
+        });
+        return;
+    }
+    let mut values = Vec::with_capacity(cols);
+    for (i, field) in record.iter().enumerate() {
+        match std::str::from_utf8(field) {
+            Ok(v) => values.push(v),
+            Err(_) => {
+                chunk.rejects.push(Reject {
+                    line: Some(line),
+                    raw: Some(raw()),
+                    reason: format!("field {} is not valid UTF-8", i + 1),
+                });
+                return;
+            }
+        }
+    }
+    for (i, v) in values.into_iter().enumerate() {
+        if v == opts.null {
+            batch.column(i).append_null();
+        } else {
+            batch.column(i).append_value(v);
+        }
+    }
+    batch.end_row();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::AsArray;
+
+    fn run(text: &str) -> (Vec<arrow::array::RecordBatch>, Vec<Reject>, u64) {
+        let mut batches = Vec::new();
+        let mut rejects = Vec::new();
+        let mut records = 0;
+        parse(text.as_bytes(), &CsvOptions::default(), |c| {
+            batches.extend(c.batch);
+            rejects.extend(c.rejects);
+            records += c.records;
+            true
+        })
+        .unwrap();
+        (batches, rejects, records)
+    }
+
+    #[test]
+    fn keeps_good_rows_and_rejects_bad_lines_with_numbers() {
+        let (batches, rejects, records) =
+            run("id,name\n1,\"a, b\"\n2,x,extra\n3,\n\"4\",\"multi\nline\"\n5,e\n");
+        assert_eq!(records, 5);
+        let b = &batches[0];
+        assert_eq!(b.num_rows(), 4);
+        let names = b.column(1).as_string::<i32>();
+        assert_eq!(names.value(0), "a, b");
+        assert!(names.is_null(1), "empty field is NULL by default");
+        assert_eq!(names.value(2), "multi\nline");
+        assert_eq!(rejects.len(), 1);
+        assert_eq!(rejects[0].line, Some(3));
+        assert_eq!(rejects[0].raw.as_deref(), Some("2,x,extra"));
+        assert_eq!(rejects[0].reason, "expected 2 fields, found 3");
+    }
+
+    #[test]
+    fn header_problems_are_errors() {
+        let Err(FileError::Format(err)) =
+            parse("a,a\n1,2\n".as_bytes(), &CsvOptions::default(), |_| true)
+        else {
+            panic!("expected a format error")
+        };
+        assert_eq!(
+            err,
+            "line 1: header: column `a` appears twice in the header"
+        );
+        let Err(FileError::Format(err)) =
+            parse("_batch_id\n1\n".as_bytes(), &CsvOptions::default(), |_| {
+                true
+            })
+        else {
+            panic!("expected a format error")
+        };
+        assert!(err.contains("reserved"), "{err}");
+    }
+}

@@ -1,0 +1,433 @@
+//! The bronze step: new source files -> one Delta commit with lineage columns, the files'
+//! cursors in the same commit, malformed lines failed or quarantined.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, Int64Builder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use assay_engine::config::{BronzeConfig, FileFormat, OnError, SourceConfig};
+use assay_engine::delta::{self, CommitInfo};
+use assay_engine::step::{Step, StepContext, StepError, StepReport};
+use assay_engine::{Lake, TableId};
+use async_trait::async_trait;
+use deltalake::DeltaTable;
+use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
+use futures::StreamExt;
+use object_store::ObjectStoreExt;
+
+use crate::discover::{Listing, SourceFile};
+use crate::error::{BronzeError, Result};
+use crate::formats::{self, Chunk, FileError, Reject};
+
+/// Ingests one bronze table from its source.
+#[derive(Debug)]
+pub struct BronzeStep {
+    table: TableId,
+    config: BronzeConfig,
+}
+
+impl BronzeStep {
+    /// A step for one `[[bronze]]` entry.
+    pub fn new(config: BronzeConfig) -> Self {
+        BronzeStep {
+            table: TableId::new(assay_engine::Layer::Bronze, &config.name),
+            config,
+        }
+    }
+}
+
+#[async_trait]
+impl Step for BronzeStep {
+    fn table(&self) -> &TableId {
+        &self.table
+    }
+
+    fn upstreams(&self) -> &[TableId] {
+        &[]
+    }
+
+    async fn run(&self, ctx: &StepContext) -> std::result::Result<StepReport, StepError> {
+        Ok(self.ingest(ctx).await?)
+    }
+}
+
+/// Streams batches into a table's data files without committing them.
+struct TableWriter {
+    id: TableId,
+    url: String,
+    options: std::collections::HashMap<String, String>,
+    initial: Option<SchemaRef>,
+    writer: Option<RecordBatchWriter>,
+}
+
+impl TableWriter {
+    fn new(lake: &Lake, id: TableId, existing: Option<&DeltaTable>) -> Result<Self> {
+        let initial = existing.map(|t| delta::arrow_schema(&id, t)).transpose()?;
+        Ok(TableWriter {
+            url: lake.table_url(&id).to_string(),
+            options: lake.options().clone(),
+            id,
+            initial,
+            writer: None,
+        })
+    }
+
+    fn err(&self, e: deltalake::DeltaTableError) -> BronzeError {
+        BronzeError::Write {
+            table: self.id.to_string(),
+            source: Box::new(e),
+        }
+    }
+
+    async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        if self.writer.is_none() {
+            let schema = self.initial.clone().unwrap_or_else(|| batch.schema());
+            let w = RecordBatchWriter::try_new(&self.url, schema, None, Some(self.options.clone()))
+                .map_err(|e| self.err(e))?;
+            self.writer = Some(w);
+        }
+        let Some(w) = self.writer.as_mut() else {
+            return Ok(());
+        };
+        let r = w.write_with_mode(batch, WriteMode::MergeSchema).await;
+        r.map_err(|e| self.err(e))
+    }
+
+    /// Closes the files; returns their add actions and the final schema.
+    async fn finish(&mut self) -> Result<Option<(Vec<deltalake::kernel::Add>, SchemaRef)>> {
+        let Some(w) = self.writer.as_mut() else {
+            return Ok(None);
+        };
+        let adds = w.flush().await;
+        let schema = w.arrow_schema();
+        adds.map(|a| Some((a, schema))).map_err(|e| self.err(e))
+    }
+}
+
+struct Lineage {
+    batch_id: String,
+    ingested_at: i64,
+}
+
+impl Lineage {
+    fn extend(&self, batch: RecordBatch, file: &str) -> Result<RecordBatch> {
+        let n = batch.num_rows();
+        let mut fields: Vec<Field> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+        fields.push(Field::new(
+            "_ingested_at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ));
+        columns.push(Arc::new(
+            TimestampMicrosecondArray::from(vec![self.ingested_at; n]).with_timezone("UTC"),
+        ));
+        fields.push(Field::new("_source_file", DataType::Utf8, false));
+        columns.push(Arc::new(StringArray::from(vec![file; n])));
+        fields.push(Field::new("_batch_id", DataType::Utf8, false));
+        columns.push(Arc::new(StringArray::from(vec![self.batch_id.as_str(); n])));
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| {
+            BronzeError::Write {
+                table: file.to_string(),
+                source: Box::new(e.into()),
+            }
+        })
+    }
+
+    fn rejects(&self, file: &str, rejects: &[Reject]) -> Result<RecordBatch> {
+        let n = rejects.len();
+        let mut line = Int64Builder::with_capacity(n);
+        let mut raw = StringBuilder::new();
+        let mut reason = StringBuilder::new();
+        for r in rejects {
+            line.append_option(r.line.map(|l| l as i64));
+            raw.append_option(r.raw.as_deref());
+            reason.append_value(&r.reason);
+        }
+        let schema = Schema::new(vec![
+            Field::new("_source_file", DataType::Utf8, false),
+            Field::new("_line", DataType::Int64, true),
+            Field::new("_raw", DataType::Utf8, true),
+            Field::new("_reason", DataType::Utf8, false),
+            Field::new("_batch_id", DataType::Utf8, false),
+            Field::new(
+                "_ingested_at",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                false,
+            ),
+        ]);
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec![file; n])),
+            Arc::new(line.finish()),
+            Arc::new(raw.finish()),
+            Arc::new(reason.finish()),
+            Arc::new(StringArray::from(vec![self.batch_id.as_str(); n])),
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![self.ingested_at; n]).with_timezone("UTC"),
+            ),
+        ];
+        RecordBatch::try_new(Arc::new(schema), columns).map_err(|e| BronzeError::Write {
+            table: file.to_string(),
+            source: Box::new(e.into()),
+        })
+    }
+}
+
+/// Counts and writers of one ingest.
+struct Sink<'a> {
+    step: &'a BronzeStep,
+    lineage: Lineage,
+    main: TableWriter,
+    rejected: TableWriter,
+    report: StepReport,
+}
+
+impl Sink<'_> {
+    async fn chunk(&mut self, file: &SourceFile, chunk: Chunk) -> Result<()> {
+        self.report.rows_in += chunk.records;
+        if let Some(first) = chunk.rejects.first()
+            && self.step.config.on_error == OnError::Fail
+        {
+            return Err(BronzeError::Malformed {
+                file: file.url.clone(),
+                line: first.line,
+                reason: first.reason.clone(),
+            });
+        }
+        if !chunk.rejects.is_empty() {
+            self.report.rows_rejected += chunk.rejects.len() as u64;
+            let batch = self.lineage.rejects(&file.url, &chunk.rejects)?;
+            self.rejected.write(batch).await?;
+        }
+        if let Some(batch) = chunk.batch {
+            self.report.rows_written += batch.num_rows() as u64;
+            let batch = self.lineage.extend(batch, &file.url)?;
+            self.main.write(batch).await?;
+        }
+        Ok(())
+    }
+
+    /// A whole file is malformed: fail, or quarantine it as one rejected record.
+    async fn file_error(&mut self, file: &SourceFile, e: FileError) -> Result<()> {
+        match e {
+            FileError::Io(msg) => Err(BronzeError::Read {
+                url: file.url.clone(),
+                source: std::io::Error::other(msg),
+            }),
+            FileError::Format(reason) => {
+                let chunk = Chunk {
+                    batch: None,
+                    rejects: vec![Reject {
+                        line: None,
+                        raw: None,
+                        reason,
+                    }],
+                    records: 0,
+                };
+                self.chunk(file, chunk).await
+            }
+        }
+    }
+}
+
+impl BronzeStep {
+    async fn ingest(&self, ctx: &StepContext) -> Result<StepReport> {
+        let SourceConfig::Files {
+            pattern,
+            format,
+            csv,
+        } = &self.config.source;
+        let listing = Listing::new(pattern, ctx.lake.options())?;
+        let files = listing.files().await?;
+        let table = ctx.lake.open(&self.table).await?;
+        let mut new = Vec::new();
+        for f in files {
+            let done = match &table {
+                Some(t) => {
+                    delta::txn_version(&self.table, t, &f.app_id()).await? == Some(f.modified_ms)
+                }
+                None => false,
+            };
+            if !done {
+                new.push(f);
+            }
+        }
+        if new.is_empty() {
+            tracing::info!(table = %self.table, "no new files");
+            return Ok(StepReport::default());
+        }
+        let rejected_id = self.table.side("rejected");
+        let rejected_table = ctx.lake.open(&rejected_id).await?;
+        let mut sink = Sink {
+            step: self,
+            lineage: Lineage {
+                batch_id: uuid::Uuid::now_v7().to_string(),
+                ingested_at: chrono::Utc::now().timestamp_micros(),
+            },
+            main: TableWriter::new(&ctx.lake, self.table.clone(), table.as_ref())?,
+            rejected: TableWriter::new(&ctx.lake, rejected_id.clone(), rejected_table.as_ref())?,
+            report: StepReport::default(),
+        };
+        for file in &new {
+            tracing::info!(file = %file.url, bytes = file.size, "ingesting");
+            let fmt = resolve_format(*format, file)?;
+            match fmt {
+                FileFormat::Parquet => {
+                    match formats::parquet::open(Arc::clone(listing.store()), file).await {
+                        Ok(mut stream) => {
+                            while let Some(next) = stream.next().await {
+                                match next {
+                                    Ok(batch) => {
+                                        let records = batch.num_rows() as u64;
+                                        let chunk = Chunk {
+                                            batch: Some(batch),
+                                            rejects: Vec::new(),
+                                            records,
+                                        };
+                                        sink.chunk(file, chunk).await?;
+                                    }
+                                    Err(e) => {
+                                        return Err(sink
+                                            .file_error(file, e)
+                                            .await
+                                            .err()
+                                            .unwrap_or_else(|| BronzeError::Malformed {
+                                                file: file.url.clone(),
+                                                line: None,
+                                                reason:
+                                                    "corrupt Parquet data after the first batches"
+                                                        .into(),
+                                            }));
+                                    }
+                                }
+                            }
+                        }
+                        Err(e) => sink.file_error(file, e).await?,
+                    }
+                }
+                FileFormat::Csv | FileFormat::Ndjson => {
+                    let get = listing
+                        .store()
+                        .get(&file.location)
+                        .await
+                        .map_err(|source| BronzeError::Store {
+                            url: file.url.clone(),
+                            source,
+                        })?;
+                    let bytes = get.into_stream();
+                    let (tx, mut rx) =
+                        tokio::sync::mpsc::channel::<std::result::Result<Chunk, FileError>>(2);
+                    let handle = tokio::runtime::Handle::current();
+                    let opts = csv.clone();
+                    let parser = tokio::task::spawn_blocking(move || {
+                        let reader = formats::BlockingReader::new(handle, bytes);
+                        let send = |c: Chunk| tx.blocking_send(Ok(c)).is_ok();
+                        let result = if fmt == FileFormat::Csv {
+                            formats::csv::parse(reader, &opts, send)
+                        } else {
+                            formats::ndjson::parse(reader, send)
+                        };
+                        if let Err(e) = result {
+                            let _ = tx.blocking_send(Err(e));
+                        }
+                    });
+                    let mut outcome = Ok(());
+                    while let Some(msg) = rx.recv().await {
+                        let r = match msg {
+                            Ok(chunk) => sink.chunk(file, chunk).await,
+                            Err(e) => sink.file_error(file, e).await,
+                        };
+                        if let Err(e) = r {
+                            outcome = Err(e);
+                            break;
+                        }
+                    }
+                    drop(rx);
+                    let _ = parser.await;
+                    outcome?;
+                }
+                FileFormat::Auto => {}
+            }
+        }
+        let main = sink.main.finish().await?;
+        let rejected = sink.rejected.finish().await?;
+        ctx.faults.before_commit(&self.table)?;
+        let mut info = CommitInfo::default();
+        info.transactions = new.iter().map(|f| (f.app_id(), f.modified_ms)).collect();
+        info.metadata
+            .insert("assay.run_id".into(), ctx.run_id.clone().into());
+        info.metadata.insert(
+            "assay.batch_id".into(),
+            sink.lineage.batch_id.clone().into(),
+        );
+        if let Some((adds, schema)) = rejected {
+            // Rejects are recorded with the same cursors, so a crash between the two commits
+            // does not quarantine the same lines twice on the rerun.
+            let already = match &rejected_table {
+                Some(t) => {
+                    let mut all = true;
+                    for f in &new {
+                        all &= delta::txn_version(&rejected_id, t, &f.app_id()).await?
+                            == Some(f.modified_ms);
+                    }
+                    all
+                }
+                None => false,
+            };
+            if !already {
+                delta::commit_append(
+                    &ctx.lake,
+                    &rejected_id,
+                    rejected_table.as_ref(),
+                    &schema,
+                    adds,
+                    &info,
+                )
+                .await?;
+            }
+        }
+        let (adds, schema) = match main {
+            Some(m) => m,
+            None => {
+                // Every line was rejected: commit the cursors with no data, keeping the schema.
+                let schema = match &table {
+                    Some(t) => delta::arrow_schema(&self.table, t)?,
+                    None => {
+                        // Nothing to create a table from; the rejected table holds the record.
+                        return Ok(sink.report);
+                    }
+                };
+                (Vec::new(), schema)
+            }
+        };
+        let version =
+            delta::commit_append(&ctx.lake, &self.table, table.as_ref(), &schema, adds, &info)
+                .await?;
+        sink.report.version = Some(version);
+        tracing::info!(table = %self.table, version, rows = sink.report.rows_written, "committed");
+        Ok(sink.report)
+    }
+}
+
+fn resolve_format(format: FileFormat, file: &SourceFile) -> Result<FileFormat> {
+    if format != FileFormat::Auto {
+        return Ok(format);
+    }
+    let lower = file.url.to_ascii_lowercase();
+    let ext = lower.rsplit('.').next().unwrap_or_default();
+    match ext {
+        "csv" | "tsv" | "txt" => Ok(FileFormat::Csv),
+        "ndjson" | "jsonl" | "json" => Ok(FileFormat::Ndjson),
+        "parquet" | "pq" => Ok(FileFormat::Parquet),
+        _ => Err(BronzeError::UnknownFormat {
+            file: file.url.clone(),
+        }),
+    }
+}

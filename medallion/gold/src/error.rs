@@ -1,0 +1,43 @@
+//! Gold errors.
+
+use assay_engine::EngineError;
+use assay_engine::step::StepError;
+
+/// Result alias of the gold crate.
+pub type Result<T, E = GoldError> = std::result::Result<T, E>;
+
+/// What can go wrong while building a model.
+#[derive(Debug, thiserror::Error)]
+pub enum GoldError {
+    /// The model's SQL failed to plan or run.
+    #[error("{model} ({file}): {source}")]
+    Query {
+        /// The gold table.
+        model: String,
+        /// The SQL file.
+        file: String,
+        /// The DataFusion error.
+        #[source]
+        source: Box<datafusion::error::DataFusionError>,
+    },
+    /// A `partition_by` column is not in the model's output.
+    #[error("{model}: partition column `{column}` is not in the query's output")]
+    PartitionColumn {
+        /// The gold table.
+        model: String,
+        /// The column.
+        column: String,
+    },
+    /// An engine operation failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+impl From<GoldError> for StepError {
+    fn from(e: GoldError) -> Self {
+        match &e {
+            GoldError::Engine(inner) if inner.is_transient() => StepError::transient(e),
+            _ => StepError::permanent(e),
+        }
+    }
+}
