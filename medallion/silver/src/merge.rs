@@ -35,7 +35,7 @@ pub(crate) async fn merge(
     let changed: Vec<String> = columns
         .iter()
         .filter(|c| !config.keys.contains(c))
-        .map(|c| format!("t.{q} IS DISTINCT FROM s.{q}", q = quote(c)))
+        .map(|c| format!("(t.{q} IS DISTINCT FROM s.{q})", q = quote(c)))
         .collect();
     let mut builder = target
         .merge(source, on)
@@ -46,7 +46,7 @@ pub(crate) async fn merge(
         let mut predicate = format!("({})", changed.join(" OR "));
         if let Some(seq) = &config.sequence_by {
             let q = quote(seq);
-            predicate = format!("{predicate} AND (t.{q} IS NULL OR s.{q} >= t.{q})");
+            predicate = format!("{predicate} AND ((t.{q} IS NULL) OR (s.{q} >= t.{q}))");
         }
         builder = builder
             .when_matched_update(|u| {

@@ -32,6 +32,14 @@ impl<R> Tee<R> {
         text.trim_end_matches(['\r', '\n']).to_string()
     }
 
+    /// True when the bytes hold an even number of quote characters (escaped quotes are
+    /// doubled, so an odd count means a quoted field never closed).
+    fn quotes_balanced(&self, start: u64, end: u64, quote: u8) -> bool {
+        let s = start.saturating_sub(self.base) as usize;
+        let e = (end.saturating_sub(self.base) as usize).min(self.buf.len());
+        self.buf[s.min(e)..e].iter().filter(|&&b| b == quote).count() % 2 == 0
+    }
+
     fn discard_before(&mut self, offset: u64) {
         let n = offset.saturating_sub(self.base) as usize;
         // Drain in large steps: a memmove per record would dominate parsing.
@@ -111,6 +119,15 @@ pub(crate) fn parse(
             continue;
         };
         let cols = cols.len();
+        if !rdr.get_ref().quotes_balanced(start.byte(), end, quote) {
+            chunk.records += 1;
+            chunk.rejects.push(Reject {
+                line: Some(line),
+                raw: Some(rdr.get_ref().slice(start.byte(), end)),
+                reason: "unterminated quoted field".into(),
+            });
+            continue;
+        }
         push_record(&record, cols, line, opts, &mut batch, &mut chunk, || {
             rdr.get_ref().slice(start.byte(), end)
         });
@@ -172,7 +189,7 @@ fn push_record(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::AsArray;
+    use arrow::array::{Array, AsArray};
 
     fn run(text: &str) -> (Vec<arrow::array::RecordBatch>, Vec<Reject>, u64) {
         let mut batches = Vec::new();

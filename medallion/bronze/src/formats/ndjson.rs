@@ -125,7 +125,7 @@ fn kind(v: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::AsArray;
+    use arrow::array::{Array, AsArray};
 
     #[test]
     fn objects_become_rows_and_bad_lines_are_rejected() {
