@@ -27,6 +27,22 @@ pub struct CommitInfo {
 }
 
 impl CommitInfo {
+    /// Cursors to record, tagged with the run that writes them (`assay.run_id`).
+    pub fn new(transactions: Vec<(String, i64)>, run_id: &str) -> Self {
+        let mut metadata = HashMap::new();
+        metadata.insert("assay.run_id".to_string(), Value::from(run_id));
+        CommitInfo {
+            transactions,
+            metadata,
+        }
+    }
+
+    /// Adds a fact to the commit metadata.
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.metadata.insert(key.to_string(), value.into());
+        self
+    }
+
     /// Converts to delta-rs commit properties.
     pub fn properties(&self) -> CommitProperties {
         let txns = self

@@ -196,12 +196,7 @@ pub fn expectations_batch(summary: &RunSummary) -> Result<Option<RecordBatch>> {
 /// Writing either table failed.
 pub async fn record(lake: &Lake, summary: &RunSummary) -> Result<()> {
     let ctx = SessionContext::new();
-    let info = CommitInfo {
-        transactions: Vec::new(),
-        metadata: [("assay.run_id".to_string(), summary.run_id.clone().into())]
-            .into_iter()
-            .collect(),
-    };
+    let info = CommitInfo::new(Vec::new(), &summary.run_id);
     let runs = runs_batch(summary)?;
     let df = ctx
         .read_batch(runs)

@@ -20,7 +20,10 @@ async fn a_malformed_line_with_on_error_fail_names_file_and_line_and_writes_noth
     let out = f.assay(&["run"]);
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("data/a.csv line 3: expected 2 fields, found 3"), "{err}");
+    assert!(
+        err.contains("data/a.csv line 3: expected 2 fields, found 3"),
+        "{err}"
+    );
     assert_eq!(f.version("bronze.orders").await, None);
 }
 
@@ -52,9 +55,10 @@ async fn parquet_and_ndjson_sources_are_ingested() {
     );
     f.write("in/a.ndjson", "{\"id\": 1, \"kind\": \"click\"}\n{\"id\": 2, \"kind\": \"view\", \"extra\": {\"x\": 1}}\n");
     // A Parquet file written with arrow.
-    let batch = arrow::array::RecordBatch::try_from_iter(vec![
-        ("id", std::sync::Arc::new(arrow::array::Int64Array::from(vec![3, 4])) as arrow::array::ArrayRef),
-    ])
+    let batch = arrow::array::RecordBatch::try_from_iter(vec![(
+        "id",
+        std::sync::Arc::new(arrow::array::Int64Array::from(vec![3, 4])) as arrow::array::ArrayRef,
+    )])
     .unwrap();
     let file = std::fs::File::create(f.path().join("in/b.parquet")).unwrap();
     let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
@@ -67,7 +71,11 @@ async fn parquet_and_ndjson_sources_are_ingested() {
         assert_eq!(f.count("bronze.events").await, 4);
     } else {
         assert!(err.contains("bronze.events"), "{err}");
-        assert_eq!(f.version("bronze.events").await, None, "nothing half-written");
+        assert_eq!(
+            f.version("bronze.events").await,
+            None,
+            "nothing half-written"
+        );
     }
 }
 
@@ -113,7 +121,11 @@ fn a_cycle_is_named() {
     f.write("sql/gold/b.sql", "SELECT * FROM gold.a");
     let out = f.assay(&["run"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("dependency cycle: gold.a -> gold.b -> gold.a"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("dependency cycle: gold.a -> gold.b -> gold.a"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -146,5 +158,9 @@ fn bad_sql_names_the_file() {
     f.write("sql/gold/kpis.sql", "SELEC oops");
     let out = f.assay(&["run"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("sql/gold/kpis.sql: invalid SQL"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("sql/gold/kpis.sql: invalid SQL"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -19,7 +19,15 @@ const TABLES: [(&str, i64); 10] = [
 async fn the_example_run_builds_every_layer_with_exact_counts() {
     let f = Fixture::example();
     let out = f.run_ok(&[]);
-    for header in ["step", "layer", "rows in", "rows written", "rows rejected", "duration", "version"] {
+    for header in [
+        "step",
+        "layer",
+        "rows in",
+        "rows written",
+        "rows rejected",
+        "duration",
+        "version",
+    ] {
         assert!(out.contains(header), "summary lacks `{header}`:\n{out}");
     }
     for (table, rows) in TABLES {
@@ -86,7 +94,10 @@ async fn the_example_run_builds_every_layer_with_exact_counts() {
     );
     // Lineage on every bronze row.
     assert_eq!(
-        f.count("bronze.orders WHERE _ingested_at IS NULL OR _source_file IS NULL OR _batch_id IS NULL").await,
+        f.count(
+            "bronze.orders WHERE _ingested_at IS NULL OR _source_file IS NULL OR _batch_id IS NULL"
+        )
+        .await,
         0
     );
     assert_eq!(
@@ -131,16 +142,23 @@ async fn a_new_file_with_an_update_flows_through_every_layer() {
     assert_eq!(f.version("bronze.orders").await, Some(1));
     assert_eq!(f.count("bronze.orders").await, 15);
     assert_eq!(
-        f.count("bronze.orders WHERE _source_file LIKE '%orders_2026-11-04.csv'").await,
+        f.count("bronze.orders WHERE _source_file LIKE '%orders_2026-11-04.csv'")
+            .await,
         2
     );
     let step = f
         .table("SELECT rows_in, rows_written FROM _system.runs WHERE step = 'bronze.orders' ORDER BY started_at DESC LIMIT 1")
         .await;
-    assert!(step.contains("| 2       | 2            |"), "only the new file is read:\n{step}");
+    assert!(
+        step.contains("| 2       | 2            |"),
+        "only the new file is read:\n{step}"
+    );
     assert_eq!(f.count("silver.orders").await, 9);
     assert_eq!(
-        f.table("SELECT order_id, quantity, amount, status FROM silver.orders WHERE order_id = 1005").await,
+        f.table(
+            "SELECT order_id, quantity, amount, status FROM silver.orders WHERE order_id = 1005"
+        )
+        .await,
         "\
 +----------+----------+--------+---------+
 | order_id | quantity | amount | status  |
@@ -180,7 +198,11 @@ async fn an_independent_reader_sees_the_same_rows() {
         .output()
         .expect("python3 runs (scripts/setup.sh installs deltalake)");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let seen: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     for (table, rows) in TABLES {
         assert_eq!(seen[table]["rows"], rows, "python deltalake reads {table}");
@@ -194,8 +216,14 @@ async fn ls_prints_the_dag_and_runs_prints_history() {
     let out = f.assay(&["ls"]);
     let ls = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
-    assert!(ls.contains("gold.daily_revenue ┆ gold   ┆ silver.orders, silver.products"), "{ls}");
-    assert!(ls.contains("silver.orders      ┆ silver ┆ bronze.orders"), "{ls}");
+    assert!(
+        ls.contains("gold.daily_revenue ┆ gold   ┆ silver.orders, silver.products"),
+        "{ls}"
+    );
+    assert!(
+        ls.contains("silver.orders      ┆ silver ┆ bronze.orders"),
+        "{ls}"
+    );
     f.run_ok(&[]);
     let out = f.assay(&["runs"]);
     let runs = String::from_utf8_lossy(&out.stdout);
@@ -209,17 +237,35 @@ async fn lake_flag_and_env_override_the_root_and_select_limits_the_run() {
     let other = tempfile::tempdir().unwrap();
     let url = format!("file://{}", other.path().display());
     let out = f.assay(&["--lake", &url, "run", "--select", "+silver.products"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("silver.products") && !stdout.contains("gold.products"), "{stdout}");
+    assert!(
+        stdout.contains("silver.products") && !stdout.contains("gold.products"),
+        "{stdout}"
+    );
     assert!(other.path().join("silver/products/_delta_log").is_dir());
     assert!(!f.path().join("lakehouse").exists());
 
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_assay"))
-        .args(["--project", f.path().to_str().unwrap(), "run", "--select", "bronze.customers"])
+        .args([
+            "--project",
+            f.path().to_str().unwrap(),
+            "run",
+            "--select",
+            "bronze.customers",
+        ])
         .env("ASSAY_LAKE", other.path().join("env-lake"))
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert!(other.path().join("env-lake/bronze/customers/_delta_log").is_dir());
+    assert!(
+        other
+            .path()
+            .join("env-lake/bronze/customers/_delta_log")
+            .is_dir()
+    );
 }

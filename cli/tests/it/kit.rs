@@ -10,8 +10,8 @@ use assay_engine::session::LakeCatalog;
 use assay_engine::{Lake, TableId};
 
 /// A throwaway project: the bundled example copied into a temp dir.
-pub struct Fixture {
-    pub dir: tempfile::TempDir,
+pub(crate) struct Fixture {
+    pub(crate) dir: tempfile::TempDir,
 }
 
 fn repo_root() -> PathBuf {
@@ -33,7 +33,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 impl Fixture {
     /// The bundled example project.
-    pub fn example() -> Fixture {
+    pub(crate) fn example() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let root = repo_root();
         std::fs::copy(root.join("assay.toml"), dir.path().join("assay.toml")).unwrap();
@@ -43,25 +43,25 @@ impl Fixture {
     }
 
     /// An empty project with the given `assay.toml`.
-    pub fn with_config(toml: &str) -> Fixture {
+    pub(crate) fn with_config(toml: &str) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("assay.toml"), toml).unwrap();
         Fixture { dir }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
     /// Writes a file under the project.
-    pub fn write(&self, rel: &str, text: &str) {
+    pub(crate) fn write(&self, rel: &str, text: &str) {
         let p = self.path().join(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, text).unwrap();
     }
 
     /// Runs `assay --project DIR <args>` and returns its output.
-    pub fn assay(&self, args: &[&str]) -> Output {
+    pub(crate) fn assay(&self, args: &[&str]) -> Output {
         std::process::Command::new(env!("CARGO_BIN_EXE_assay"))
             .arg("--project")
             .arg(self.path())
@@ -72,7 +72,7 @@ impl Fixture {
     }
 
     /// Runs `assay run` and asserts it succeeded.
-    pub fn run_ok(&self, args: &[&str]) -> String {
+    pub(crate) fn run_ok(&self, args: &[&str]) -> String {
         let mut all = vec!["run"];
         all.extend_from_slice(args);
         let out = self.assay(&all);
@@ -85,30 +85,41 @@ impl Fixture {
         stdout
     }
 
-    pub fn lake(&self) -> Lake {
+    pub(crate) fn lake(&self) -> Lake {
         Lake::resolve("lakehouse", self.path()).unwrap()
     }
 
     /// Runs SQL against the lake (schemas bronze, silver, gold, _system).
-    pub async fn query(&self, sql: &str) -> Vec<RecordBatch> {
+    pub(crate) async fn query(&self, sql: &str) -> Vec<RecordBatch> {
         let catalog = LakeCatalog::load(self.lake()).await.unwrap();
-        catalog.session().sql(sql).await.unwrap().collect().await.unwrap()
+        catalog
+            .session()
+            .sql(sql)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap()
     }
 
     /// The query's result as a pretty table (for exact comparisons).
-    pub async fn table(&self, sql: &str) -> String {
-        pretty_format_batches(&self.query(sql).await).unwrap().to_string()
+    pub(crate) async fn table(&self, sql: &str) -> String {
+        pretty_format_batches(&self.query(sql).await)
+            .unwrap()
+            .to_string()
     }
 
     /// `SELECT COUNT(*)` of a table.
-    pub async fn count(&self, table: &str) -> i64 {
-        let b = self.query(&format!("SELECT COUNT(*) AS n FROM {table}")).await;
+    pub(crate) async fn count(&self, table: &str) -> i64 {
+        let b = self
+            .query(&format!("SELECT COUNT(*) AS n FROM {table}"))
+            .await;
         let col = b[0].column(0);
         arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(col).value(0)
     }
 
     /// The latest version of a table, `None` when it does not exist.
-    pub async fn version(&self, table: &str) -> Option<i64> {
+    pub(crate) async fn version(&self, table: &str) -> Option<i64> {
         let id = TableId::parse(table).unwrap();
         self.lake()
             .open(&id)

@@ -9,21 +9,44 @@ async fn a_crash_before_the_bronze_commit_is_recovered_exactly() {
     let out = f.assay(&["run", "--inject-fault", "before_commit:bronze.orders"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("injected fault at before_commit:bronze.orders"), "{err}");
+    assert!(
+        err.contains("injected fault at before_commit:bronze.orders"),
+        "{err}"
+    );
     assert_eq!(f.version("bronze.orders").await, None, "no commit happened");
     // Data files were written before the fault: they exist but belong to no version.
     let orphans = std::fs::read_dir(f.path().join("lakehouse/bronze/orders"))
-        .map(|d| d.filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "parquet")).count())
+        .map(|d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "parquet")
+            })
+            .count()
+        })
         .unwrap_or(0);
     assert!(orphans > 0, "the fault fired after data files were written");
-    assert_eq!(f.version("bronze.customers").await, Some(0), "other steps still ran");
+    assert_eq!(
+        f.version("bronze.customers").await,
+        Some(0),
+        "other steps still ran"
+    );
 
     f.run_ok(&[]);
     assert_eq!(f.count("bronze.orders").await, 13);
-    assert_eq!(f.count("bronze.orders__rejected").await, 1, "rejects not doubled");
+    assert_eq!(
+        f.count("bronze.orders__rejected").await,
+        1,
+        "rejects not doubled"
+    );
     assert_eq!(f.count("silver.orders").await, 8);
     assert_eq!(
-        f.count("(SELECT order_id, _source_file FROM bronze.orders GROUP BY 1, 2 HAVING COUNT(*) > 1)").await,
+        f.count(
+            "(SELECT order_id, _source_file FROM bronze.orders GROUP BY 1, 2 HAVING COUNT(*) > 1)"
+        )
+        .await,
         0,
         "no duplicates"
     );

@@ -45,7 +45,10 @@ on_violation = "drop"
     assert_eq!(p.run.retries, 5);
     assert_eq!(p.run.step_timeout, Duration::from_secs(600));
     let SourceConfig::Files { pattern, csv, .. } = &p.bronze[0].source;
-    assert!(pattern.starts_with("file:///") && pattern.ends_with("/data/*.csv"), "{pattern}");
+    assert!(
+        pattern.starts_with("file:///") && pattern.ends_with("/data/*.csv"),
+        "{pattern}"
+    );
     assert_eq!(csv.delimiter, ';');
     let s = &p.silver[0];
     assert_eq!(s.columns[0].0, "order_id", "declared order is kept");
@@ -58,9 +61,12 @@ on_violation = "drop"
 #[test]
 fn unknown_keys_name_the_key_and_line() {
     let dir = project_dir();
-    let err = load(dir.path(), "[lake]\nroot = \"x\"\n\n[[gold]]\nname = \"kpis\"\nmaterialise = \"table\"\n")
-        .unwrap_err()
-        .to_string();
+    let err = load(
+        dir.path(),
+        "[lake]\nroot = \"x\"\n\n[[gold]]\nname = \"kpis\"\nmaterialise = \"table\"\n",
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("line 6"), "{err}");
     assert!(err.contains("unknown field `materialise`"), "{err}");
 }
@@ -68,7 +74,9 @@ fn unknown_keys_name_the_key_and_line() {
 #[test]
 fn wrong_types_name_the_line() {
     let dir = project_dir();
-    let err = load(dir.path(), "[run]\nretries = \"many\"\n").unwrap_err().to_string();
+    let err = load(dir.path(), "[run]\nretries = \"many\"\n")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("line 2"), "{err}");
     assert!(err.contains("invalid type"), "{err}");
 }
@@ -76,11 +84,17 @@ fn wrong_types_name_the_line() {
 #[test]
 fn missing_sql_files_name_the_key_and_file() {
     let dir = project_dir();
-    let err = load(dir.path(), "[[gold]]\nname = \"x\"\nsql = \"sql/gold/nope.sql\"\n")
-        .unwrap_err()
-        .to_string();
+    let err = load(
+        dir.path(),
+        "[[gold]]\nname = \"x\"\nsql = \"sql/gold/nope.sql\"\n",
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("line 3: `gold[0].sql`"), "{err}");
-    assert!(err.contains("cannot read SQL file `sql/gold/nope.sql`"), "{err}");
+    assert!(
+        err.contains("cannot read SQL file `sql/gold/nope.sql`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -100,15 +114,24 @@ fn bad_globs_and_types_and_names_are_errors() {
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("line 4: `silver[0].columns.a`: unknown column type `money`"), "{err}");
+    assert!(
+        err.contains("line 4: `silver[0].columns.a`: unknown column type `money`"),
+        "{err}"
+    );
 
-    let err = load(dir.path(), "[[bronze]]\nname = \"Bad-Name\"\nsource = { kind = \"files\", path = \"x\" }\n")
-        .unwrap_err()
-        .to_string();
+    let err = load(
+        dir.path(),
+        "[[bronze]]\nname = \"Bad-Name\"\nsource = { kind = \"files\", path = \"x\" }\n",
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("not a valid table name"), "{err}");
 
-    let err = load(dir.path(), "[[silver]]\nname = \"o\"\nfrom = \"platinum.o\"\n")
-        .unwrap_err()
-        .to_string();
+    let err = load(
+        dir.path(),
+        "[[silver]]\nname = \"o\"\nfrom = \"platinum.o\"\n",
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("unknown layer `platinum`"), "{err}");
 }

@@ -359,14 +359,9 @@ impl BronzeStep {
         let main = sink.main.finish().await?;
         let rejected = sink.rejected.finish().await?;
         ctx.faults.before_commit(&self.table)?;
-        let mut info = CommitInfo::default();
-        info.transactions = new.iter().map(|f| (f.app_id(), f.modified_ms)).collect();
-        info.metadata
-            .insert("assay.run_id".into(), ctx.run_id.clone().into());
-        info.metadata.insert(
-            "assay.batch_id".into(),
-            sink.lineage.batch_id.clone().into(),
-        );
+        let cursors = new.iter().map(|f| (f.app_id(), f.modified_ms)).collect();
+        let info = CommitInfo::new(cursors, &ctx.run_id)
+            .with("assay.batch_id", sink.lineage.batch_id.clone());
         if let Some((adds, schema)) = rejected {
             // Rejects are recorded with the same cursors, so a crash between the two commits
             // does not quarantine the same lines twice on the rerun.

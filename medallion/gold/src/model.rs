@@ -91,12 +91,8 @@ impl GoldStep {
                 });
             }
         }
-        let mut info = CommitInfo::default();
-        info.transactions = versions;
-        info.metadata
-            .insert("assay.run_id".into(), ctx.run_id.clone().into());
-        info.metadata
-            .insert("assay.model".into(), self.config.file.clone().into());
+        let info =
+            CommitInfo::new(versions, &ctx.run_id).with("assay.model", self.config.file.clone());
         ctx.faults.before_commit(&self.table)?;
         let table = delta::write_frame(
             &ctx.lake,

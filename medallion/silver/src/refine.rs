@@ -187,10 +187,7 @@ impl SilverStep {
                 outcomes,
             });
         }
-        let mut info = CommitInfo::default();
-        info.transactions = cursors;
-        info.metadata
-            .insert("assay.run_id".into(), ctx.run_id.clone().into());
+        let info = CommitInfo::new(cursors, &ctx.run_id);
 
         let ok = ident("__cast_error").is_null();
         let quarantine = ident("__cast_error")

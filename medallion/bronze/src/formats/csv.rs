@@ -37,7 +37,12 @@ impl<R> Tee<R> {
     fn quotes_balanced(&self, start: u64, end: u64, quote: u8) -> bool {
         let s = start.saturating_sub(self.base) as usize;
         let e = (end.saturating_sub(self.base) as usize).min(self.buf.len());
-        self.buf[s.min(e)..e].iter().filter(|&&b| b == quote).count() % 2 == 0
+        self.buf[s.min(e)..e]
+            .iter()
+            .filter(|&&b| b == quote)
+            .count()
+            % 2
+            == 0
     }
 
     fn discard_before(&mut self, offset: u64) {
