@@ -7,7 +7,7 @@ use arrow::array::{
     ArrayRef, Int64Builder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use assay_engine::config::{BronzeConfig, FileFormat, OnError, SourceConfig};
+use assay_engine::config::{BronzeConfig, CsvOptions, FileFormat, OnError, SourceConfig};
 use assay_engine::delta::{self, CommitInfo};
 use assay_engine::step::{Step, StepContext, StepError, StepReport};
 use assay_engine::{Lake, TableId};
@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use deltalake::DeltaTable;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use futures::StreamExt;
-use object_store::ObjectStoreExt;
+use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::discover::{Listing, SourceFile};
 use crate::error::{BronzeError, Result};
@@ -214,6 +214,90 @@ impl Sink<'_> {
         Ok(())
     }
 
+    /// Streams a Parquet file batch by batch.
+    async fn parquet(&mut self, store: Arc<dyn ObjectStore>, file: &SourceFile) -> Result<()> {
+        let mut stream = match formats::parquet::open(store, file).await {
+            Ok(stream) => stream,
+            Err(e) => return self.file_error(file, e).await,
+        };
+        while let Some(next) = stream.next().await {
+            match next {
+                Ok(batch) => {
+                    let records = batch.num_rows() as u64;
+                    let rejects = Vec::new();
+                    let batch = Some(batch);
+                    self.chunk(
+                        file,
+                        Chunk {
+                            batch,
+                            rejects,
+                            records,
+                        },
+                    )
+                    .await?;
+                }
+                // Rows before the damage are already written: the step must fail so that
+                // nothing of this file is committed.
+                Err(FileError::Io(msg) | FileError::Format(msg)) => {
+                    return Err(BronzeError::Malformed {
+                        file: file.url.clone(),
+                        line: None,
+                        reason: msg,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Streams a CSV or NDJSON file: parsing runs on a blocking thread and hands chunks
+    /// over a bounded channel, so memory stays flat whatever the file size.
+    async fn text(
+        &mut self,
+        store: Arc<dyn ObjectStore>,
+        file: &SourceFile,
+        fmt: FileFormat,
+        csv: &CsvOptions,
+    ) -> Result<()> {
+        let get = store
+            .get(&file.location)
+            .await
+            .map_err(|source| BronzeError::Store {
+                url: file.url.clone(),
+                source,
+            })?;
+        let bytes = get.into_stream();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<std::result::Result<Chunk, FileError>>(2);
+        let handle = tokio::runtime::Handle::current();
+        let opts = csv.clone();
+        let parser = tokio::task::spawn_blocking(move || {
+            let reader = formats::BlockingReader::new(handle, bytes);
+            let send = |c: Chunk| tx.blocking_send(Ok(c)).is_ok();
+            let result = if fmt == FileFormat::Ndjson {
+                formats::ndjson::parse(reader, send)
+            } else {
+                formats::csv::parse(reader, &opts, send)
+            };
+            if let Err(e) = result {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        let mut outcome = Ok(());
+        while let Some(msg) = rx.recv().await {
+            outcome = match msg {
+                Ok(chunk) => self.chunk(file, chunk).await,
+                Err(e) => self.file_error(file, e).await,
+            };
+            if outcome.is_err() {
+                break;
+            }
+        }
+        // Dropping the receiver stops the parser at its next send.
+        drop(rx);
+        let _ = parser.await;
+        outcome
+    }
+
     /// A whole file is malformed: fail, or quarantine it as one rejected record.
     async fn file_error(&mut self, file: &SourceFile, e: FileError) -> Result<()> {
         match e {
@@ -278,82 +362,12 @@ impl BronzeStep {
         for file in &new {
             tracing::info!(file = %file.url, bytes = file.size, "ingesting");
             let fmt = resolve_format(*format, file)?;
+            let store = Arc::clone(listing.store());
             match fmt {
-                FileFormat::Parquet => {
-                    match formats::parquet::open(Arc::clone(listing.store()), file).await {
-                        Ok(mut stream) => {
-                            while let Some(next) = stream.next().await {
-                                match next {
-                                    Ok(batch) => {
-                                        let records = batch.num_rows() as u64;
-                                        let chunk = Chunk {
-                                            batch: Some(batch),
-                                            rejects: Vec::new(),
-                                            records,
-                                        };
-                                        sink.chunk(file, chunk).await?;
-                                    }
-                                    Err(e) => {
-                                        return Err(sink
-                                            .file_error(file, e)
-                                            .await
-                                            .err()
-                                            .unwrap_or_else(|| BronzeError::Malformed {
-                                                file: file.url.clone(),
-                                                line: None,
-                                                reason:
-                                                    "corrupt Parquet data after the first batches"
-                                                        .into(),
-                                            }));
-                                    }
-                                }
-                            }
-                        }
-                        Err(e) => sink.file_error(file, e).await?,
-                    }
+                FileFormat::Parquet => sink.parquet(store, file).await?,
+                FileFormat::Csv | FileFormat::Ndjson | FileFormat::Auto => {
+                    sink.text(store, file, fmt, csv).await?
                 }
-                FileFormat::Csv | FileFormat::Ndjson => {
-                    let get = listing
-                        .store()
-                        .get(&file.location)
-                        .await
-                        .map_err(|source| BronzeError::Store {
-                            url: file.url.clone(),
-                            source,
-                        })?;
-                    let bytes = get.into_stream();
-                    let (tx, mut rx) =
-                        tokio::sync::mpsc::channel::<std::result::Result<Chunk, FileError>>(2);
-                    let handle = tokio::runtime::Handle::current();
-                    let opts = csv.clone();
-                    let parser = tokio::task::spawn_blocking(move || {
-                        let reader = formats::BlockingReader::new(handle, bytes);
-                        let send = |c: Chunk| tx.blocking_send(Ok(c)).is_ok();
-                        let result = if fmt == FileFormat::Csv {
-                            formats::csv::parse(reader, &opts, send)
-                        } else {
-                            formats::ndjson::parse(reader, send)
-                        };
-                        if let Err(e) = result {
-                            let _ = tx.blocking_send(Err(e));
-                        }
-                    });
-                    let mut outcome = Ok(());
-                    while let Some(msg) = rx.recv().await {
-                        let r = match msg {
-                            Ok(chunk) => sink.chunk(file, chunk).await,
-                            Err(e) => sink.file_error(file, e).await,
-                        };
-                        if let Err(e) = r {
-                            outcome = Err(e);
-                            break;
-                        }
-                    }
-                    drop(rx);
-                    let _ = parser.await;
-                    outcome?;
-                }
-                FileFormat::Auto => {}
             }
         }
         let main = sink.main.finish().await?;

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what Assay's tests need on a fresh Debian machine. Idempotent: each step checks
+# first and does nothing when the tool is already there.
+#
+# Needs: a Rust toolchain (rustup) already installed; root or sudo for apt.
+set -euo pipefail
+
+say() { printf '[setup] %s\n' "$*"; }
+
+SUDO=""
+if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+
+apt_packages=()
+command -v cc >/dev/null 2>&1 || apt_packages+=(build-essential)
+command -v pkg-config >/dev/null 2>&1 || apt_packages+=(pkg-config)
+command -v python3 >/dev/null 2>&1 || apt_packages+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || apt_packages+=(python3-pip)
+if [ "${#apt_packages[@]}" -gt 0 ]; then
+    say "apt: ${apt_packages[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq "${apt_packages[@]}"
+fi
+
+# Python: the independent Delta reader used by the integration tests.
+if ! python3 -c 'import deltalake, pyarrow' >/dev/null 2>&1; then
+    say "pip: deltalake pyarrow"
+    python3 -m pip install --quiet deltalake pyarrow \
+        || python3 -m pip install --quiet --break-system-packages deltalake pyarrow
+fi
+
+# cargo-nextest runs the suite (the test script falls back to `cargo test` without it).
+if ! cargo nextest --version >/dev/null 2>&1; then
+    say "cargo-nextest not found; installing (a few minutes)"
+    cargo install --locked cargo-nextest || say "cargo-nextest install failed; using cargo test"
+fi
+
+say "ok"

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: setup, format check, lints, every test.
+#
+#   scripts/test.sh
+#
+# Builds into $CARGO_TARGET_DIR (default: ~/.cache/assay-target) so a warm cache is reused
+# across clones.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/assay-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+echo "[test] cargo fmt --check"
+cargo fmt --all --check
+
+echo "[test] cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "[test] tests"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --locked --no-fail-fast
+    # nextest does not run doctests
+    cargo test --workspace --doc --locked
+else
+    cargo test --workspace --locked --no-fail-fast
+fi
