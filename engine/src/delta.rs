@@ -160,6 +160,12 @@ pub async fn txn_version(id: &TableId, table: &DeltaTable, app_id: &str) -> Resu
         .map_err(|e| EngineError::delta(id, e))
 }
 
+/// The `txn` application id under which a table records the version of `upstream` it has
+/// consumed (silver increments, gold rebuild checks).
+pub fn consumed_app_id(upstream: &TableId) -> String {
+    format!("assay.consumed:{upstream}")
+}
+
 /// The latest version of a table (`-1` when it has none).
 pub fn version(table: &DeltaTable) -> i64 {
     table.version().map_or(-1, |v| v as i64)

@@ -50,10 +50,10 @@ impl Lake {
             local(root)?
         };
         match url.scheme() {
-            "file" | "memory" => {}
+            "file" => {}
             other => {
                 return Err(bad(format!(
-                    "scheme `{other}` is not supported by this build (file://, memory://)"
+                    "scheme `{other}` is not supported yet (use a path or a file:// URL)"
                 )));
             }
         }

@@ -50,10 +50,6 @@ impl Step for GoldStep {
     }
 }
 
-fn upstream_app_id(up: &TableId) -> String {
-    format!("assay.consumed:{up}")
-}
-
 impl GoldStep {
     async fn build(&self, ctx: &StepContext) -> Result<StepReport> {
         let q = |e| GoldError::Query {
@@ -69,7 +65,7 @@ impl GoldStep {
                 Some(t) => delta::version(&t),
                 None => -1,
             };
-            versions.push((upstream_app_id(up), version));
+            versions.push((delta::consumed_app_id(up), version));
         }
         let existing = ctx.lake.open(&self.table).await?;
         if let Some(t) = &existing {

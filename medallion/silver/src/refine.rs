@@ -8,7 +8,7 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Int64Type};
 use assay_engine::config::{Action, SilverConfig, SilverInput};
 use assay_engine::dag::sql_references;
-use assay_engine::delta::{self, CommitInfo, WriteMode};
+use assay_engine::delta::{self, CommitInfo, WriteMode, consumed_app_id};
 use assay_engine::step::{ExpectationOutcome, Step, StepContext, StepError, StepReport};
 use assay_engine::{EngineError, Layer, TableId};
 use async_trait::async_trait;
@@ -64,12 +64,6 @@ impl Step for SilverStep {
     async fn run(&self, ctx: &StepContext) -> std::result::Result<StepReport, StepError> {
         Ok(self.refine(ctx).await?)
     }
-}
-
-/// The `txn` application id under which a table records the version of `upstream` it has
-/// consumed.
-pub fn consumed_app_id(upstream: &TableId) -> String {
-    format!("assay.consumed:{upstream}")
 }
 
 struct Stats {

@@ -228,6 +228,28 @@ mod tests {
     }
 
     #[test]
+    fn delimiter_quote_null_and_headerless_options_apply() {
+        let opts = CsvOptions {
+            header: false,
+            delimiter: ';',
+            quote: '\'',
+            null: "NA".into(),
+        };
+        let mut batches = Vec::new();
+        parse("1;'a;b'\n2;NA\n".as_bytes(), &opts, |c| {
+            batches.extend(c.batch);
+            true
+        })
+        .unwrap();
+        let b = &batches[0];
+        assert_eq!(b.schema().field(1).name(), "column_2");
+        assert_eq!(b.num_rows(), 2);
+        let col = b.column(1).as_string::<i32>();
+        assert_eq!(col.value(0), "a;b");
+        assert!(col.is_null(1), "NA is NULL");
+    }
+
+    #[test]
     fn header_problems_are_errors() {
         let Err(FileError::Format(err)) =
             parse("a,a\n1,2\n".as_bytes(), &CsvOptions::default(), |_| true)
