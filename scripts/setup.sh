@@ -22,11 +22,13 @@ if [ "${#apt_packages[@]}" -gt 0 ]; then
     $SUDO apt-get install -y -qq "${apt_packages[@]}"
 fi
 
-# Python: the independent Delta reader used by the integration tests.
-if ! python3 -c 'import deltalake, pyarrow' >/dev/null 2>&1; then
-    say "pip: deltalake pyarrow"
-    python3 -m pip install --quiet deltalake pyarrow \
-        || python3 -m pip install --quiet --break-system-packages deltalake pyarrow
+# Python: the independent Delta reader and the ADBC Flight SQL driver used by the tests.
+py_packages="deltalake pyarrow adbc-driver-flightsql adbc-driver-manager"
+if ! python3 -c 'import deltalake, pyarrow, adbc_driver_flightsql, adbc_driver_manager' >/dev/null 2>&1; then
+    say "pip: $py_packages"
+    # shellcheck disable=SC2086
+    python3 -m pip install --quiet $py_packages \
+        || python3 -m pip install --quiet --break-system-packages $py_packages
 fi
 
 # cargo-nextest runs the suite (the test script falls back to `cargo test` without it).

@@ -27,6 +27,13 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode> {
             select,
             inject_fault,
         } => run(&project, lake, &pipeline, select.as_deref(), inject_fault).await,
+        Command::Serve {
+            flight_addr,
+            keep_views,
+        } => {
+            crate::serve::serve(&project, lake, flight_addr, keep_views).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Ls => {
             println!("{}", output::dag_table(&pipeline));
             Ok(ExitCode::SUCCESS)

@@ -3,6 +3,7 @@
 
 mod commands;
 mod output;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +37,15 @@ pub(crate) enum Command {
     },
     /// Print the DAG: table, layer, upstream tables.
     Ls,
+    /// Serve the lake: Arrow Flight SQL (until Ctrl-C or SIGTERM).
+    Serve {
+        /// Flight SQL address; overrides `[serve] flight_addr` (default 127.0.0.1:50051).
+        #[arg(long)]
+        flight_addr: Option<String>,
+        /// Send Utf8View/BinaryView columns as they are instead of as Utf8/Binary.
+        #[arg(long)]
+        keep_views: bool,
+    },
     /// Print recent runs from `_system.runs`.
     Runs {
         /// How many runs to show.

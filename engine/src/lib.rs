@@ -10,17 +10,21 @@
 //! - [`session::LakeCatalog`]: a DataFusion catalog with schemas `bronze`, `silver`, `gold`,
 //!   `_system` that resolves the latest snapshot per query;
 //! - [`step::Step`], [`dag::Pipeline`] and [`runner`]: the DAG of steps and how it runs;
-//! - [`history`]: `_system.runs` and `_system.expectations`.
+//! - [`history`]: `_system.runs` and `_system.expectations`;
+//! - [`access`] and [`query`]: who may see what, and read-only SQL with limits, shared by
+//!   the Flight SQL server and the REST gateway.
 //!
 //! Data flows: each layer crate turns its config section into [`step::Step`]s; the binary
 //! puts them in a [`dag::Pipeline`] (upstreams come from the SQL's table references) and
 //! [`runner::run`] executes it, then [`history::record`] writes the run.
 
+pub mod access;
 pub mod config;
 pub mod dag;
 pub mod delta;
 pub mod error;
 pub mod history;
+pub mod query;
 pub mod runner;
 pub mod session;
 pub mod step;

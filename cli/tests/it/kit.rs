@@ -67,6 +67,8 @@ impl Fixture {
             .arg(self.path())
             .args(args)
             .env_remove("ASSAY_LAKE")
+            .env_remove("ASSAY_ADMIN_USER")
+            .env_remove("ASSAY_ADMIN_PASSWORD")
             .output()
             .unwrap()
     }

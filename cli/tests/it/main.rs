@@ -5,3 +5,4 @@ mod errors;
 mod example;
 mod kit;
 mod recovery;
+mod serve;

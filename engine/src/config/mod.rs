@@ -32,6 +32,12 @@ pub struct Project {
     pub lake_root: String,
     /// Runner options.
     pub run: RunConfig,
+    /// Server options (`assay serve`).
+    pub serve: ServeConfig,
+    /// Limits on every served query.
+    pub query: crate::query::QueryLimits,
+    /// Local users besides the bootstrap admin.
+    pub users: Vec<UserConfig>,
     /// Bronze tables, one per source.
     pub bronze: Vec<BronzeConfig>,
     /// Silver tables.
@@ -62,6 +68,35 @@ impl Default for RunConfig {
             step_timeout: Duration::from_secs(30 * 60),
         }
     }
+}
+
+/// `[serve]`: where the servers listen.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Flight SQL address (default `127.0.0.1:50051`).
+    pub flight_addr: String,
+    /// Send `Utf8View`/`BinaryView` columns as they are (default: as `Utf8`/`Binary`).
+    pub keep_views: bool,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            flight_addr: "127.0.0.1:50051".into(),
+            keep_views: false,
+        }
+    }
+}
+
+/// A `[[users]]` entry; the password comes from the named environment variable.
+#[derive(Debug, Clone)]
+pub struct UserConfig {
+    /// User name.
+    pub name: String,
+    /// Role.
+    pub role: crate::access::Role,
+    /// Environment variable holding the password.
+    pub password_env: String,
 }
 
 /// What bronze does with a line it cannot parse.
@@ -255,6 +290,46 @@ impl Project {
         .project(raw)
     }
 
+    /// The local users: the bootstrap admin (`ASSAY_ADMIN_USER` / `ASSAY_ADMIN_PASSWORD`)
+    /// and every `[[users]]` entry, passwords looked up with `env`.
+    ///
+    /// # Errors
+    /// A `[[users]]` entry whose password variable is unset or empty.
+    pub fn local_users(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Vec<crate::access::LocalUser>> {
+        use crate::access::{LocalUser, Role, Secret};
+        let mut out = Vec::new();
+        if let (Some(name), Some(password)) = (env("ASSAY_ADMIN_USER"), env("ASSAY_ADMIN_PASSWORD"))
+            && !name.is_empty()
+            && !password.is_empty()
+        {
+            out.push(LocalUser {
+                name,
+                password: Secret::new(password),
+                role: Role::Admin,
+            });
+        }
+        for u in &self.users {
+            let password = env(&u.password_env)
+                .filter(|p| !p.is_empty())
+                .ok_or_else(|| EngineError::Config {
+                    file: self.dir.join(PROJECT_FILE).display().to_string(),
+                    message: format!(
+                        "user `{}`: environment variable `{}` (its password) is not set",
+                        u.name, u.password_env
+                    ),
+                })?;
+            out.push(LocalUser {
+                name: u.name.clone(),
+                password: Secret::new(password),
+                role: u.role,
+            });
+        }
+        Ok(out)
+    }
+
     /// Every table the project produces (bronze, silver, gold; not side tables).
     pub fn tables(&self) -> Vec<TableId> {
         let b = self
@@ -298,6 +373,29 @@ impl Validator<'_> {
                 .unwrap_or_else(|| "assay".into())
         });
         let run = self.run(raw.run)?;
+        let mut serve = ServeConfig::default();
+        if let Some(addr) = raw.serve.flight_addr {
+            serve.flight_addr = addr;
+        }
+        serve.keep_views = raw.serve.keep_views.unwrap_or(false);
+        let mut query = crate::query::QueryLimits::default();
+        if let Some(mb) = raw.query.memory_mb {
+            query.memory_bytes = mb.saturating_mul(1 << 20);
+        }
+        if let Some(t) = raw.query.timeout {
+            query.timeout = humantime::parse_duration(t.get_ref())
+                .map_err(|e| self.err(&t, "query.timeout", e))?;
+        }
+        query.max_rows = raw.query.max_rows;
+        let users = raw
+            .users
+            .into_iter()
+            .map(|u| UserConfig {
+                name: u.name,
+                role: u.role,
+                password_env: u.password_env,
+            })
+            .collect();
         let lake_root = raw
             .lake
             .root
@@ -337,6 +435,9 @@ impl Validator<'_> {
             dir: self.dir.to_path_buf(),
             lake_root,
             run,
+            serve,
+            query,
+            users,
             bronze,
             silver,
             gold,

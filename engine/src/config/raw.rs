@@ -16,6 +16,12 @@ pub(crate) struct RawProject {
     #[serde(default)]
     pub(crate) run: RawRun,
     #[serde(default)]
+    pub(crate) serve: RawServe,
+    #[serde(default)]
+    pub(crate) query: RawQuery,
+    #[serde(default)]
+    pub(crate) users: Vec<RawUser>,
+    #[serde(default)]
     pub(crate) bronze: Vec<RawBronze>,
     #[serde(default)]
     pub(crate) silver: Vec<RawSilver>,
@@ -103,4 +109,27 @@ pub(crate) struct RawGold {
     pub(crate) sql: Option<Spanned<String>>,
     #[serde(default)]
     pub(crate) partition_by: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServe {
+    pub(crate) flight_addr: Option<String>,
+    pub(crate) keep_views: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawQuery {
+    pub(crate) memory_mb: Option<usize>,
+    pub(crate) timeout: Option<Spanned<String>>,
+    pub(crate) max_rows: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUser {
+    pub(crate) name: String,
+    pub(crate) role: crate::access::Role,
+    pub(crate) password_env: String,
 }

@@ -1,0 +1,634 @@
+//! `FlightSqlService` for the lake: every call authenticates, asks the engine's access
+//! policy and query service, and streams results. Metadata lives in `metadata.rs`, result
+//! encoding in `results.rs`.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::ipc::writer::IpcWriteOptions;
+use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::sql::metadata::{SqlInfoData, XdbcTypeInfoData};
+use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
+use arrow_flight::sql::{
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
+    ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetCrossReference,
+    CommandGetDbSchemas, CommandGetExportedKeys, CommandGetImportedKeys, CommandGetPrimaryKeys,
+    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo,
+    CommandPreparedStatementQuery, CommandStatementQuery, DoPutPreparedStatementResult,
+    ProstMessageExt, SqlInfo, TicketStatementQuery,
+};
+use arrow_flight::{
+    Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
+    IpcMessage, SchemaAsIpc, Ticket,
+};
+use assay_engine::access::{AccessPolicy, Principal};
+use assay_engine::query::QueryService;
+use assay_engine::session::CATALOG;
+use datafusion::common::{ParamValues, ScalarValue};
+use futures::{Stream, TryStreamExt};
+use prost::Message;
+use tonic::metadata::MetadataValue;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::auth;
+use crate::error::{internal, status};
+use crate::metadata::{self, TABLE_TYPE};
+use crate::results::{FlightStream, client_schema, encode, encode_batch};
+
+/// A prepared statement: its SQL, its owner and the parameters bound last.
+#[derive(Debug, Clone)]
+struct Prepared {
+    sql: String,
+    owner: String,
+    params: Option<ParamValues>,
+}
+
+/// The Flight SQL service over the lake.
+#[derive(Clone)]
+pub struct AssayFlightSql {
+    query: QueryService,
+    policy: Arc<AccessPolicy>,
+    keep_views: bool,
+    sql_info: Arc<SqlInfoData>,
+    xdbc_info: Arc<XdbcTypeInfoData>,
+    prepared: Arc<Mutex<HashMap<String, Prepared>>>,
+}
+
+impl std::fmt::Debug for AssayFlightSql {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AssayFlightSql")
+            .field("keep_views", &self.keep_views)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AssayFlightSql {
+    /// A service answering with `query` and checking callers with `policy`. With
+    /// `keep_views`, `Utf8View`/`BinaryView` columns are sent as they are instead of as
+    /// `Utf8`/`Binary`.
+    ///
+    /// # Errors
+    /// Building the static server metadata failed (a bug).
+    pub fn new(
+        query: QueryService,
+        policy: Arc<AccessPolicy>,
+        keep_views: bool,
+    ) -> Result<Self, Status> {
+        Ok(AssayFlightSql {
+            query,
+            policy,
+            keep_views,
+            sql_info: Arc::new(metadata::sql_info()?),
+            xdbc_info: Arc::new(metadata::xdbc_info()?),
+            prepared: Arc::new(Mutex::new(HashMap::new())),
+        })
+    }
+
+    fn principal<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
+        auth::principal(&self.policy, request.metadata())
+    }
+
+    fn info(
+        &self,
+        schema: &Schema,
+        ticket: Vec<u8>,
+        descriptor: FlightDescriptor,
+    ) -> Result<FlightInfo, Status> {
+        let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(ticket));
+        Ok(FlightInfo::new()
+            .try_with_schema(schema)
+            .map_err(|e| internal("encoding a schema", e))?
+            .with_endpoint(endpoint)
+            .with_descriptor(descriptor))
+    }
+
+    fn prepared(&self, handle: &[u8], principal: &Principal) -> Result<Prepared, Status> {
+        let handle = std::str::from_utf8(handle)
+            .map_err(|_| Status::invalid_argument("prepared statement handle is not UTF-8"))?;
+        let map = self
+            .prepared
+            .lock()
+            .map_err(|_| Status::internal("prepared statements unavailable"))?;
+        match map.get(handle) {
+            Some(p) if p.owner == principal.name => Ok(p.clone()),
+            _ => Err(Status::not_found(format!(
+                "no prepared statement `{handle}`"
+            ))),
+        }
+    }
+
+    async fn run(
+        &self,
+        principal: &Principal,
+        sql: &str,
+        params: Option<ParamValues>,
+    ) -> Result<FlightStream, Status> {
+        let df = self
+            .query
+            .plan(principal, sql, params)
+            .await
+            .map_err(status)?;
+        let stream = self.query.execute(df).await.map_err(status)?;
+        Ok(encode(stream, self.keep_views))
+    }
+
+    async fn result_schema(
+        &self,
+        principal: &Principal,
+        sql: &str,
+        params: Option<ParamValues>,
+    ) -> Result<Arc<Schema>, Status> {
+        let df = self
+            .query
+            .plan(principal, sql, params)
+            .await
+            .map_err(status)?;
+        Ok(client_schema(df.schema().as_arrow(), self.keep_views))
+    }
+}
+
+fn ipc_schema(schema: &Schema) -> Result<prost::bytes::Bytes, Status> {
+    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
+        .try_into()
+        .map_err(|e| internal("encoding a schema", e))?;
+    Ok(bytes)
+}
+
+/// Parameter values from the first row of a bound batch, in column order (`$1`, `$2`, …).
+fn params_from(batch: &RecordBatch) -> Result<ParamValues, Status> {
+    if batch.num_rows() != 1 {
+        return Err(Status::invalid_argument(format!(
+            "bind exactly one row of parameters, got {}",
+            batch.num_rows()
+        )));
+    }
+    let values = batch
+        .columns()
+        .iter()
+        .map(|c| ScalarValue::try_from_array(c, 0))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Status::invalid_argument(format!("bad parameter: {e}")))?;
+    Ok(ParamValues::from(values))
+}
+
+#[tonic::async_trait]
+impl FlightSqlService for AssayFlightSql {
+    type FlightService = AssayFlightSql;
+
+    async fn do_handshake(
+        &self,
+        request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<
+        Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
+        Status,
+    > {
+        let (user, password) = auth::basic(request.metadata())?;
+        let principal = self
+            .policy
+            .authenticate(&user, &password)
+            .map_err(|e| Status::unauthenticated(e.to_string()))?;
+        let token = self.policy.issue_token(&principal);
+        tracing::info!(user = %principal.name, "flight handshake");
+        let reply = HandshakeResponse {
+            protocol_version: 0,
+            payload: token.clone().into(),
+        };
+        let stream = futures::stream::iter(vec![Ok(reply)]);
+        let mut response: Response<Pin<Box<dyn Stream<Item = _> + Send>>> =
+            Response::new(Box::pin(stream));
+        let header = MetadataValue::try_from(format!("Bearer {token}"))
+            .map_err(|e| internal("token header", e))?;
+        response.metadata_mut().insert("authorization", header);
+        Ok(response)
+    }
+
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let principal = self.principal(&request)?;
+        let schema = self.result_schema(&principal, &query.query, None).await?;
+        let ticket = TicketStatementQuery {
+            statement_handle: query.query.into_bytes().into(),
+        };
+        let info = self.info(
+            &schema,
+            ticket.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?;
+        Ok(Response::new(info))
+    }
+
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let principal = self.principal(&request)?;
+        let sql = String::from_utf8(ticket.statement_handle.to_vec())
+            .map_err(|_| Status::invalid_argument("statement handle is not UTF-8"))?;
+        Ok(Response::new(self.run(&principal, &sql, None).await?))
+    }
+
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        request: Request<Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        let principal = self.principal(&request)?;
+        let df = self
+            .query
+            .plan(&principal, &query.query, None)
+            .await
+            .map_err(status)?;
+        let dataset = client_schema(df.schema().as_arrow(), self.keep_views);
+        let mut params: Vec<(usize, Field)> = df
+            .logical_plan()
+            .get_parameter_types()
+            .map_err(|e| status(assay_engine::query::QueryError::from_datafusion(e)))?
+            .into_iter()
+            .map(|(name, ty)| {
+                let index = name
+                    .trim_start_matches('$')
+                    .parse::<usize>()
+                    .unwrap_or(usize::MAX);
+                (index, Field::new(name, ty.unwrap_or(DataType::Utf8), true))
+            })
+            .collect();
+        params.sort_by_key(|(i, _)| *i);
+        let parameter_schema = client_schema(
+            &Schema::new(params.into_iter().map(|(_, f)| f).collect::<Vec<_>>()),
+            self.keep_views,
+        );
+        let handle = uuid::Uuid::new_v4().to_string();
+        self.prepared
+            .lock()
+            .map_err(|_| Status::internal("prepared statements unavailable"))?
+            .insert(
+                handle.clone(),
+                Prepared {
+                    sql: query.query,
+                    owner: principal.name,
+                    params: None,
+                },
+            );
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: handle.into_bytes().into(),
+            dataset_schema: ipc_schema(&dataset)?,
+            parameter_schema: ipc_schema(&parameter_schema)?,
+        })
+    }
+
+    async fn do_put_prepared_statement_query(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<DoPutPreparedStatementResult, Status> {
+        let principal = self.principal(&request)?;
+        let mut prepared = self.prepared(&query.prepared_statement_handle, &principal)?;
+        let data = request
+            .into_inner()
+            .map_err(arrow_flight::error::FlightError::from);
+        let batches: Vec<RecordBatch> = FlightRecordBatchStream::new_from_flight_data(data)
+            .try_collect()
+            .await
+            .map_err(|e| Status::invalid_argument(format!("bad parameter data: {e}")))?;
+        prepared.params = match batches.iter().find(|b| b.num_rows() > 0) {
+            Some(batch) => Some(params_from(batch)?),
+            None => None,
+        };
+        let handle = String::from_utf8_lossy(&query.prepared_statement_handle).into_owned();
+        self.prepared
+            .lock()
+            .map_err(|_| Status::internal("prepared statements unavailable"))?
+            .insert(handle, prepared);
+        Ok(DoPutPreparedStatementResult {
+            prepared_statement_handle: Some(query.prepared_statement_handle),
+        })
+    }
+
+    async fn get_flight_info_prepared_statement(
+        &self,
+        cmd: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let principal = self.principal(&request)?;
+        let prepared = self.prepared(&cmd.prepared_statement_handle, &principal)?;
+        let schema = self
+            .result_schema(&principal, &prepared.sql, prepared.params)
+            .await?;
+        let info = self.info(&schema, cmd.as_any().encode_to_vec(), request.into_inner())?;
+        Ok(Response::new(info))
+    }
+
+    async fn do_get_prepared_statement(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let principal = self.principal(&request)?;
+        let prepared = self.prepared(&query.prepared_statement_handle, &principal)?;
+        Ok(Response::new(
+            self.run(&principal, &prepared.sql, prepared.params).await?,
+        ))
+    }
+
+    async fn do_action_close_prepared_statement(
+        &self,
+        query: ActionClosePreparedStatementRequest,
+        request: Request<Action>,
+    ) -> Result<(), Status> {
+        let principal = self.principal(&request)?;
+        self.prepared(&query.prepared_statement_handle, &principal)?;
+        let handle = String::from_utf8_lossy(&query.prepared_statement_handle).into_owned();
+        if let Ok(mut map) = self.prepared.lock() {
+            map.remove(&handle);
+        }
+        Ok(())
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.principal(&request)?;
+        let schema = query.into_builder().schema();
+        Ok(Response::new(self.info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.principal(&request)?;
+        let mut builder = query.into_builder();
+        builder.append(CATALOG);
+        let batch = builder.build().map_err(|e| internal("catalogs", e))?;
+        Ok(Response::new(encode_batch(batch)))
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.principal(&request)?;
+        let schema = query.clone().into_builder().schema();
+        Ok(Response::new(self.info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let principal = self.principal(&request)?;
+        let mut builder = query.into_builder();
+        for (catalog, schema) in metadata::schemas(&principal) {
+            builder.append(catalog, schema);
+        }
+        let batch = builder.build().map_err(|e| internal("schemas", e))?;
+        Ok(Response::new(encode_batch(batch)))
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.principal(&request)?;
+        let schema = query.clone().into_builder().schema();
+        Ok(Response::new(self.info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let principal = self.principal(&request)?;
+        let mut builder = query.into_builder();
+        let with_schema = builder.include_schema();
+        for (layer, name, schema) in metadata::tables(&self.query, &principal, with_schema).await? {
+            let schema = client_schema(&schema, self.keep_views);
+            builder
+                .append(CATALOG, layer, name, TABLE_TYPE, &schema)
+                .map_err(|e| internal("tables", e))?;
+        }
+        let batch = builder.build().map_err(|e| internal("tables", e))?;
+        Ok(Response::new(encode_batch(batch)))
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.principal(&request)?;
+        let schema = query.into_builder().schema();
+        Ok(Response::new(self.info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.principal(&request)?;
+        let mut builder = query.into_builder();
+        builder.append(TABLE_TYPE);
+        let batch = builder.build().map_err(|e| internal("table types", e))?;
+        Ok(Response::new(encode_batch(batch)))
+    }
+
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.principal(&request)?;
+        let schema = query.clone().into_builder(&self.sql_info).schema();
+        Ok(Response::new(self.info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.principal(&request)?;
+        let batch = query
+            .into_builder(&self.sql_info)
+            .build()
+            .map_err(|e| internal("SQL info", e))?;
+        Ok(Response::new(encode_batch(batch)))
+    }
+
+    async fn get_flight_info_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.principal(&request)?;
+        let schema = query.into_builder(&self.xdbc_info).schema();
+        Ok(Response::new(self.info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.principal(&request)?;
+        let batch = query
+            .into_builder(&self.xdbc_info)
+            .build()
+            .map_err(|e| internal("XDBC type info", e))?;
+        Ok(Response::new(encode_batch(batch)))
+    }
+
+    async fn get_flight_info_primary_keys(
+        &self,
+        query: CommandGetPrimaryKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.principal(&request)?;
+        let schema = metadata::primary_keys_schema();
+        Ok(Response::new(self.info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_primary_keys(
+        &self,
+        _query: CommandGetPrimaryKeys,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.principal(&request)?;
+        Ok(Response::new(encode_batch(metadata::empty(
+            metadata::primary_keys_schema(),
+        ))))
+    }
+
+    async fn get_flight_info_exported_keys(
+        &self,
+        query: CommandGetExportedKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.principal(&request)?;
+        let schema = metadata::foreign_keys_schema();
+        Ok(Response::new(self.info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_exported_keys(
+        &self,
+        _query: CommandGetExportedKeys,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.principal(&request)?;
+        Ok(Response::new(encode_batch(metadata::empty(
+            metadata::foreign_keys_schema(),
+        ))))
+    }
+
+    async fn get_flight_info_imported_keys(
+        &self,
+        query: CommandGetImportedKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.principal(&request)?;
+        let schema = metadata::foreign_keys_schema();
+        Ok(Response::new(self.info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_imported_keys(
+        &self,
+        _query: CommandGetImportedKeys,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.principal(&request)?;
+        Ok(Response::new(encode_batch(metadata::empty(
+            metadata::foreign_keys_schema(),
+        ))))
+    }
+
+    async fn get_flight_info_cross_reference(
+        &self,
+        query: CommandGetCrossReference,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.principal(&request)?;
+        let schema = metadata::foreign_keys_schema();
+        Ok(Response::new(self.info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_cross_reference(
+        &self,
+        _query: CommandGetCrossReference,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.principal(&request)?;
+        Ok(Response::new(encode_batch(metadata::empty(
+            metadata::foreign_keys_schema(),
+        ))))
+    }
+
+    async fn do_get_fallback(
+        &self,
+        request: Request<Ticket>,
+        message: Any,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.principal(&request)?;
+        Err(Status::unimplemented(format!(
+            "unsupported ticket type {}",
+            message.type_url
+        )))
+    }
+
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}

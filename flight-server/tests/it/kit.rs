@@ -1,0 +1,179 @@
+//! A lake with a few tables and a Flight SQL server on 127.0.0.1:0.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{ArrayRef, Decimal128Array, Int64Array, RecordBatch, StringArray};
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use assay_engine::access::{AccessPolicy, LocalUser, Role, Secret};
+use assay_engine::delta::{CommitInfo, WriteMode, write_frame};
+use assay_engine::query::{QueryLimits, QueryService};
+use assay_engine::session::LakeCatalog;
+use assay_engine::{Lake, TableId};
+use assay_flight::AssayFlightSql;
+use datafusion::prelude::SessionContext;
+use futures::TryStreamExt;
+use tonic::transport::Channel;
+
+pub(crate) const ADMIN: (&str, &str) = ("admin", "admin-pw");
+pub(crate) const READER: (&str, &str) = ("ana", "reader-pw");
+
+pub(crate) struct Server {
+    pub(crate) addr: SocketAddr,
+    pub(crate) lake: Lake,
+    _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub(crate) fn products(ids: &[i64], names: &[&str], cats: &[&str], cents: &[i128]) -> RecordBatch {
+    let price = Decimal128Array::from(cents.to_vec())
+        .with_precision_and_scale(10, 2)
+        .unwrap();
+    RecordBatch::try_from_iter(vec![
+        (
+            "product_id",
+            Arc::new(Int64Array::from(ids.to_vec())) as ArrayRef,
+        ),
+        (
+            "name",
+            Arc::new(StringArray::from(names.to_vec())) as ArrayRef,
+        ),
+        (
+            "category",
+            Arc::new(StringArray::from(cats.to_vec())) as ArrayRef,
+        ),
+        ("price", Arc::new(price) as ArrayRef),
+    ])
+    .unwrap()
+}
+
+pub(crate) async fn append(lake: &Lake, table: &str, batch: RecordBatch) {
+    let df = SessionContext::new().read_batch(batch).unwrap();
+    let id = TableId::parse(table).unwrap();
+    write_frame(
+        lake,
+        &id,
+        df,
+        WriteMode::Append,
+        &[],
+        &CommitInfo::new(vec![], "test"),
+    )
+    .await
+    .unwrap();
+}
+
+impl Server {
+    pub(crate) async fn start(limits: QueryLimits) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::resolve("lake", dir.path()).unwrap();
+        append(
+            &lake,
+            "gold.products",
+            products(
+                &[10, 20, 30, 31],
+                &[
+                    "Espresso beans",
+                    "Burr grinder",
+                    "Ceramic mug",
+                    "Travel tumbler",
+                ],
+                &["A", "B", "C", "C"],
+                &[2450, 8900, 990, 1990],
+            ),
+        )
+        .await;
+        append(
+            &lake,
+            "silver.orders",
+            RecordBatch::try_from_iter(vec![(
+                "order_id",
+                Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef,
+            )])
+            .unwrap(),
+        )
+        .await;
+        let policy = Arc::new(AccessPolicy::new(
+            vec![
+                LocalUser {
+                    name: ADMIN.0.into(),
+                    password: Secret::new(ADMIN.1),
+                    role: Role::Admin,
+                },
+                LocalUser {
+                    name: READER.0.into(),
+                    password: Secret::new(READER.1),
+                    role: Role::Reader,
+                },
+            ],
+            Duration::from_secs(3600),
+        ));
+        let catalog = LakeCatalog::load(lake.clone()).await.unwrap();
+        let service =
+            AssayFlightSql::new(QueryService::new(catalog, limits), policy, false).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(assay_flight::serve(listener, service, async {
+            let _ = stopped.await;
+        }));
+        Server {
+            addr,
+            lake,
+            _dir: dir,
+            stop: Some(stop),
+        }
+    }
+
+    pub(crate) async fn client(&self) -> FlightSqlServiceClient<Channel> {
+        let channel = Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        FlightSqlServiceClient::new(channel)
+    }
+
+    pub(crate) async fn login(&self, user: (&str, &str)) -> FlightSqlServiceClient<Channel> {
+        let mut c = self.client().await;
+        c.handshake(user.0, user.1).await.unwrap();
+        c
+    }
+}
+
+/// Runs a statement and collects its batches.
+pub(crate) async fn query(
+    client: &mut FlightSqlServiceClient<Channel>,
+    sql: &str,
+) -> Result<Vec<RecordBatch>, arrow_flight::error::FlightError> {
+    let info = client.execute(sql.to_string(), None).await?;
+    fetch(client, info).await
+}
+
+pub(crate) async fn fetch(
+    client: &mut FlightSqlServiceClient<Channel>,
+    info: arrow_flight::FlightInfo,
+) -> Result<Vec<RecordBatch>, arrow_flight::error::FlightError> {
+    let mut out = Vec::new();
+    for endpoint in info.endpoint {
+        let ticket = endpoint.ticket.unwrap();
+        let stream = client.do_get(ticket).await?;
+        let batches: Vec<RecordBatch> = stream.try_collect().await?;
+        out.extend(batches);
+    }
+    Ok(out)
+}
+
+pub(crate) fn pretty(batches: &[RecordBatch]) -> String {
+    arrow::util::pretty::pretty_format_batches(batches)
+        .unwrap()
+        .to_string()
+}
