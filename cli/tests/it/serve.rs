@@ -21,7 +21,13 @@ fn serve_answers_flight_sql_and_stops_on_sigterm() {
     let f = Fixture::example();
     f.run_ok(&[]);
     let mut child = Command::new(env!("CARGO_BIN_EXE_assay"))
-        .args(["--project", f.path().to_str().unwrap(), "serve", "--flight-addr", "127.0.0.1:0"])
+        .args([
+            "--project",
+            f.path().to_str().unwrap(),
+            "serve",
+            "--flight-addr",
+            "127.0.0.1:0",
+        ])
         .env("ASSAY_ADMIN_USER", "root")
         .env("ASSAY_ADMIN_PASSWORD", "pw")
         .stdout(Stdio::piped())
@@ -29,13 +35,29 @@ fn serve_answers_flight_sql_and_stops_on_sigterm() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let uri = line.trim().strip_prefix("Flight SQL listening on ").expect(&line).to_string();
-    let out = Command::new("python3").args(["-c", QUERY, &uri]).output().unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let uri = line
+        .trim()
+        .strip_prefix("Flight SQL listening on ")
+        .expect(&line)
+        .to_string();
+    let out = Command::new("python3")
+        .args(["-c", QUERY, &uri])
+        .output()
+        .unwrap();
     let answer = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{answer}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{answer}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(answer.trim(), "407.20");
-    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(kill.success());
     let status = child.wait().unwrap();
     assert!(status.success(), "clean exit on SIGTERM: {status:?}");
@@ -47,5 +69,8 @@ fn serve_without_users_is_a_clear_error() {
     let out = f.assay(&["serve", "--flight-addr", "127.0.0.1:0"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("set ASSAY_ADMIN_USER and ASSAY_ADMIN_PASSWORD"), "{err}");
+    assert!(
+        err.contains("set ASSAY_ADMIN_USER and ASSAY_ADMIN_PASSWORD"),
+        "{err}"
+    );
 }
