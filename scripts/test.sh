@@ -21,9 +21,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "[test] tests"
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace --locked --no-fail-fast
-    # nextest does not run doctests
+    # nextest does not run doctests; run them first so the suite's summary closes the log
     cargo test --workspace --doc --locked
+    cargo nextest run --workspace --locked --no-fail-fast
 else
     cargo test --workspace --locked --no-fail-fast
 fi
