@@ -248,3 +248,41 @@ async fn the_row_limit_is_enforced() {
         2
     );
 }
+
+#[tokio::test]
+async fn the_timeout_and_the_memory_pool_are_enforced() {
+    let limits = QueryLimits {
+        timeout: std::time::Duration::from_nanos(1),
+        ..QueryLimits::default()
+    };
+    let server = Server::start(limits).await;
+    let mut c = server.login(ADMIN).await;
+    let err = err_text(
+        query(&mut c, "SELECT * FROM gold.products")
+            .await
+            .unwrap_err(),
+    );
+    assert!(
+        err.starts_with("DeadlineExceeded: query timed out"),
+        "{err}"
+    );
+
+    let limits = QueryLimits {
+        memory_bytes: 1024,
+        ..QueryLimits::default()
+    };
+    let server = Server::start(limits).await;
+    let mut c = server.login(ADMIN).await;
+    let err = err_text(
+        query(
+            &mut c,
+            "SELECT name, COUNT(*) FROM gold.products GROUP BY name ORDER BY name",
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert!(
+        err.starts_with("ResourceExhausted: query exceeded its memory limit"),
+        "{err}"
+    );
+}
