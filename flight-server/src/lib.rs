@@ -9,6 +9,7 @@
 mod auth;
 mod error;
 mod metadata;
+mod prepared;
 mod results;
 mod service;
 

@@ -2,13 +2,11 @@
 //! policy and query service, and streams results. Metadata lives in `metadata.rs`, result
 //! encoding in `results.rs`.
 
-use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema};
-use arrow::ipc::writer::IpcWriteOptions;
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::sql::metadata::{SqlInfoData, XdbcTypeInfoData};
@@ -23,12 +21,12 @@ use arrow_flight::sql::{
 };
 use arrow_flight::{
     Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
-    IpcMessage, SchemaAsIpc, Ticket,
+    Ticket,
 };
 use assay_engine::access::{AccessPolicy, Principal};
 use assay_engine::query::QueryService;
 use assay_engine::session::CATALOG;
-use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::common::ParamValues;
 use futures::{Stream, TryStreamExt};
 use prost::Message;
 use tonic::metadata::MetadataValue;
@@ -37,15 +35,8 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::auth;
 use crate::error::{internal, status};
 use crate::metadata::{self, TABLE_TYPE};
+use crate::prepared::{Prepared, PreparedStore, ipc_schema, params_from};
 use crate::results::{FlightStream, client_schema, encode, encode_batch};
-
-/// A prepared statement: its SQL, its owner and the parameters bound last.
-#[derive(Debug, Clone)]
-struct Prepared {
-    sql: String,
-    owner: String,
-    params: Option<ParamValues>,
-}
 
 /// The Flight SQL service over the lake.
 #[derive(Clone)]
@@ -55,7 +46,7 @@ pub struct AssayFlightSql {
     keep_views: bool,
     sql_info: Arc<SqlInfoData>,
     xdbc_info: Arc<XdbcTypeInfoData>,
-    prepared: Arc<Mutex<HashMap<String, Prepared>>>,
+    prepared: PreparedStore,
 }
 
 impl std::fmt::Debug for AssayFlightSql {
@@ -84,7 +75,7 @@ impl AssayFlightSql {
             keep_views,
             sql_info: Arc::new(metadata::sql_info()?),
             xdbc_info: Arc::new(metadata::xdbc_info()?),
-            prepared: Arc::new(Mutex::new(HashMap::new())),
+            prepared: PreparedStore::default(),
         })
     }
 
@@ -106,19 +97,33 @@ impl AssayFlightSql {
             .with_descriptor(descriptor))
     }
 
+    /// FlightInfo for a metadata command: authenticate, then point back at the command.
+    fn command_info(
+        &self,
+        request: Request<FlightDescriptor>,
+        ticket: Vec<u8>,
+        schema: &Schema,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.principal(&request)?;
+        Ok(Response::new(self.info(
+            schema,
+            ticket,
+            request.into_inner(),
+        )?))
+    }
+
+    /// An empty result of `schema` (the key commands: lake tables declare no keys).
+    fn empty_result(
+        &self,
+        request: &Request<Ticket>,
+        schema: arrow::datatypes::SchemaRef,
+    ) -> Result<Response<FlightStream>, Status> {
+        self.principal(request)?;
+        Ok(Response::new(encode_batch(metadata::empty(schema))))
+    }
+
     fn prepared(&self, handle: &[u8], principal: &Principal) -> Result<Prepared, Status> {
-        let handle = std::str::from_utf8(handle)
-            .map_err(|_| Status::invalid_argument("prepared statement handle is not UTF-8"))?;
-        let map = self
-            .prepared
-            .lock()
-            .map_err(|_| Status::internal("prepared statements unavailable"))?;
-        match map.get(handle) {
-            Some(p) if p.owner == principal.name => Ok(p.clone()),
-            _ => Err(Status::not_found(format!(
-                "no prepared statement `{handle}`"
-            ))),
-        }
+        self.prepared.get(handle, principal)
     }
 
     async fn run(
@@ -149,30 +154,6 @@ impl AssayFlightSql {
             .map_err(status)?;
         Ok(client_schema(df.schema().as_arrow(), self.keep_views))
     }
-}
-
-fn ipc_schema(schema: &Schema) -> Result<prost::bytes::Bytes, Status> {
-    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
-        .try_into()
-        .map_err(|e| internal("encoding a schema", e))?;
-    Ok(bytes)
-}
-
-/// Parameter values from the first row of a bound batch, in column order (`$1`, `$2`, …).
-fn params_from(batch: &RecordBatch) -> Result<ParamValues, Status> {
-    if batch.num_rows() != 1 {
-        return Err(Status::invalid_argument(format!(
-            "bind exactly one row of parameters, got {}",
-            batch.num_rows()
-        )));
-    }
-    let values = batch
-        .columns()
-        .iter()
-        .map(|c| ScalarValue::try_from_array(c, 0))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Status::invalid_argument(format!("bad parameter: {e}")))?;
-    Ok(ParamValues::from(values))
 }
 
 #[tonic::async_trait]
@@ -266,17 +247,14 @@ impl FlightSqlService for AssayFlightSql {
             self.keep_views,
         );
         let handle = uuid::Uuid::new_v4().to_string();
-        self.prepared
-            .lock()
-            .map_err(|_| Status::internal("prepared statements unavailable"))?
-            .insert(
-                handle.clone(),
-                Prepared {
-                    sql: query.query,
-                    owner: principal.name,
-                    params: None,
-                },
-            );
+        self.prepared.insert(
+            handle.clone(),
+            Prepared {
+                sql: query.query,
+                owner: principal.name,
+                params: None,
+            },
+        )?;
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: handle.into_bytes().into(),
             dataset_schema: ipc_schema(&dataset)?,
@@ -303,10 +281,7 @@ impl FlightSqlService for AssayFlightSql {
             None => None,
         };
         let handle = String::from_utf8_lossy(&query.prepared_statement_handle).into_owned();
-        self.prepared
-            .lock()
-            .map_err(|_| Status::internal("prepared statements unavailable"))?
-            .insert(handle, prepared);
+        self.prepared.insert(handle, prepared)?;
         Ok(DoPutPreparedStatementResult {
             prepared_statement_handle: Some(query.prepared_statement_handle),
         })
@@ -345,10 +320,7 @@ impl FlightSqlService for AssayFlightSql {
     ) -> Result<(), Status> {
         let principal = self.principal(&request)?;
         self.prepared(&query.prepared_statement_handle, &principal)?;
-        let handle = String::from_utf8_lossy(&query.prepared_statement_handle).into_owned();
-        if let Ok(mut map) = self.prepared.lock() {
-            map.remove(&handle);
-        }
+        self.prepared.remove(&query.prepared_statement_handle);
         Ok(())
     }
 
@@ -357,13 +329,8 @@ impl FlightSqlService for AssayFlightSql {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
         let schema = query.into_builder().schema();
-        Ok(Response::new(self.info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        self.command_info(request, query.as_any().encode_to_vec(), &schema)
     }
 
     async fn do_get_catalogs(
@@ -383,13 +350,8 @@ impl FlightSqlService for AssayFlightSql {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
         let schema = query.clone().into_builder().schema();
-        Ok(Response::new(self.info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        self.command_info(request, query.as_any().encode_to_vec(), &schema)
     }
 
     async fn do_get_schemas(
@@ -411,13 +373,8 @@ impl FlightSqlService for AssayFlightSql {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
         let schema = query.clone().into_builder().schema();
-        Ok(Response::new(self.info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        self.command_info(request, query.as_any().encode_to_vec(), &schema)
     }
 
     async fn do_get_tables(
@@ -443,13 +400,8 @@ impl FlightSqlService for AssayFlightSql {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
         let schema = query.into_builder().schema();
-        Ok(Response::new(self.info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        self.command_info(request, query.as_any().encode_to_vec(), &schema)
     }
 
     async fn do_get_table_types(
@@ -469,13 +421,8 @@ impl FlightSqlService for AssayFlightSql {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
         let schema = query.clone().into_builder(&self.sql_info).schema();
-        Ok(Response::new(self.info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        self.command_info(request, query.as_any().encode_to_vec(), &schema)
     }
 
     async fn do_get_sql_info(
@@ -496,13 +443,8 @@ impl FlightSqlService for AssayFlightSql {
         query: CommandGetXdbcTypeInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
         let schema = query.into_builder(&self.xdbc_info).schema();
-        Ok(Response::new(self.info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        self.command_info(request, query.as_any().encode_to_vec(), &schema)
     }
 
     async fn do_get_xdbc_type_info(
@@ -523,13 +465,8 @@ impl FlightSqlService for AssayFlightSql {
         query: CommandGetPrimaryKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
         let schema = metadata::primary_keys_schema();
-        Ok(Response::new(self.info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        self.command_info(request, query.as_any().encode_to_vec(), &schema)
     }
 
     async fn do_get_primary_keys(
@@ -537,10 +474,7 @@ impl FlightSqlService for AssayFlightSql {
         _query: CommandGetPrimaryKeys,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.principal(&request)?;
-        Ok(Response::new(encode_batch(metadata::empty(
-            metadata::primary_keys_schema(),
-        ))))
+        self.empty_result(&request, metadata::primary_keys_schema())
     }
 
     async fn get_flight_info_exported_keys(
@@ -548,13 +482,8 @@ impl FlightSqlService for AssayFlightSql {
         query: CommandGetExportedKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
         let schema = metadata::foreign_keys_schema();
-        Ok(Response::new(self.info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        self.command_info(request, query.as_any().encode_to_vec(), &schema)
     }
 
     async fn do_get_exported_keys(
@@ -562,10 +491,7 @@ impl FlightSqlService for AssayFlightSql {
         _query: CommandGetExportedKeys,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.principal(&request)?;
-        Ok(Response::new(encode_batch(metadata::empty(
-            metadata::foreign_keys_schema(),
-        ))))
+        self.empty_result(&request, metadata::foreign_keys_schema())
     }
 
     async fn get_flight_info_imported_keys(
@@ -573,13 +499,8 @@ impl FlightSqlService for AssayFlightSql {
         query: CommandGetImportedKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
         let schema = metadata::foreign_keys_schema();
-        Ok(Response::new(self.info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        self.command_info(request, query.as_any().encode_to_vec(), &schema)
     }
 
     async fn do_get_imported_keys(
@@ -587,10 +508,7 @@ impl FlightSqlService for AssayFlightSql {
         _query: CommandGetImportedKeys,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.principal(&request)?;
-        Ok(Response::new(encode_batch(metadata::empty(
-            metadata::foreign_keys_schema(),
-        ))))
+        self.empty_result(&request, metadata::foreign_keys_schema())
     }
 
     async fn get_flight_info_cross_reference(
@@ -598,13 +516,8 @@ impl FlightSqlService for AssayFlightSql {
         query: CommandGetCrossReference,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
         let schema = metadata::foreign_keys_schema();
-        Ok(Response::new(self.info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        self.command_info(request, query.as_any().encode_to_vec(), &schema)
     }
 
     async fn do_get_cross_reference(
@@ -612,10 +525,7 @@ impl FlightSqlService for AssayFlightSql {
         _query: CommandGetCrossReference,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.principal(&request)?;
-        Ok(Response::new(encode_batch(metadata::empty(
-            metadata::foreign_keys_schema(),
-        ))))
+        self.empty_result(&request, metadata::foreign_keys_schema())
     }
 
     async fn do_get_fallback(
