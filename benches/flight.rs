@@ -19,8 +19,16 @@ use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use tonic::transport::Channel;
 
+/// Bytes of Arrow data a batch holds (its slices, not shared buffer capacity).
+fn batch_bytes(b: &RecordBatch) -> usize {
+    b.columns()
+        .iter()
+        .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0))
+        .sum()
+}
+
 fn bytes(batches: &[RecordBatch]) -> usize {
-    batches.iter().map(|b| b.get_array_memory_size()).sum()
+    batches.iter().map(batch_bytes).sum()
 }
 
 async fn flight_query(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> (u64, usize) {
@@ -31,7 +39,7 @@ async fn flight_query(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -
         let mut stream = client.do_get(ep.ticket.unwrap()).await.unwrap();
         while let Some(batch) = stream.try_next().await.unwrap() {
             rows += batch.num_rows() as u64;
-            size += batch.get_array_memory_size();
+            size += batch_bytes(&batch);
         }
     }
     (rows, size)
