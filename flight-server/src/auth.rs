@@ -7,14 +7,17 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use tonic::Status;
 use tonic::metadata::MetadataMap;
 
+/// The `authorization` header's text.
+fn authorization<'a>(md: &'a MetadataMap, missing: &str) -> Result<&'a str, Status> {
+    md.get("authorization")
+        .ok_or_else(|| Status::unauthenticated(missing.to_string()))?
+        .to_str()
+        .map_err(|_| Status::unauthenticated("authorization header is not text"))
+}
+
 /// `user:password` from an `authorization: Basic …` header.
 pub(crate) fn basic(md: &MetadataMap) -> Result<(String, String), Status> {
-    let header = md
-        .get("authorization")
-        .ok_or_else(|| Status::unauthenticated("missing authorization header"))?
-        .to_str()
-        .map_err(|_| Status::unauthenticated("authorization header is not text"))?;
-    let encoded = header
+    let encoded = authorization(md, "missing authorization header")?
         .strip_prefix("Basic ")
         .ok_or_else(|| Status::unauthenticated("handshake needs Basic authorization"))?;
     // Go clients (the ADBC driver) send unpadded base64; others pad.
@@ -35,12 +38,7 @@ pub(crate) fn basic(md: &MetadataMap) -> Result<(String, String), Status> {
 
 /// The principal behind an `authorization: Bearer …` header.
 pub(crate) fn principal(policy: &AccessPolicy, md: &MetadataMap) -> Result<Principal, Status> {
-    let header = md
-        .get("authorization")
-        .ok_or_else(|| Status::unauthenticated("missing bearer token; call Handshake first"))?
-        .to_str()
-        .map_err(|_| Status::unauthenticated("authorization header is not text"))?;
-    let token = header
+    let token = authorization(md, "missing bearer token; call Handshake first")?
         .strip_prefix("Bearer ")
         .ok_or_else(|| Status::unauthenticated("expected a bearer token"))?;
     policy
