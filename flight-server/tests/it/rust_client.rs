@@ -5,7 +5,8 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use arrow::datatypes::DataType;
 use arrow_flight::sql::{
-    CommandGetDbSchemas, CommandGetPrimaryKeys, CommandGetTables, CommandGetXdbcTypeInfo, SqlInfo,
+    CommandGetCrossReference, CommandGetDbSchemas, CommandGetExportedKeys, CommandGetImportedKeys,
+    CommandGetPrimaryKeys, CommandGetTables, CommandGetXdbcTypeInfo, SqlInfo,
 };
 use assay_engine::query::QueryLimits;
 
@@ -224,6 +225,58 @@ async fn metadata_commands_answer() {
         .unwrap();
     let keys = fetch(&mut c, info).await.unwrap();
     assert_eq!(keys.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
+    let table = |t: &str| (None, Some("gold".to_string()), t.to_string());
+    let (catalog, db_schema, name) = table("products");
+    let info = c
+        .get_exported_keys(CommandGetExportedKeys {
+            catalog,
+            db_schema,
+            table: name,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        fetch(&mut c, info)
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| b.num_rows())
+            .sum::<usize>(),
+        0
+    );
+    let (catalog, db_schema, name) = table("products");
+    let info = c
+        .get_imported_keys(CommandGetImportedKeys {
+            catalog,
+            db_schema,
+            table: name,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        fetch(&mut c, info)
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| b.num_rows())
+            .sum::<usize>(),
+        0
+    );
+    let info = c
+        .get_cross_reference(CommandGetCrossReference {
+            pk_catalog: None,
+            pk_db_schema: Some("gold".into()),
+            pk_table: "products".into(),
+            fk_catalog: None,
+            fk_db_schema: Some("gold".into()),
+            fk_table: "products".into(),
+        })
+        .await
+        .unwrap();
+    let schema = info.clone().try_decode_schema().unwrap();
+    assert_eq!(schema.field(2).name(), "pk_table_name");
+    let refs = fetch(&mut c, info).await.unwrap();
+    assert_eq!(refs.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
 }
 
 #[tokio::test]
