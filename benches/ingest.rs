@@ -83,7 +83,6 @@ fn main() {
         let ctx = StepContext {
             catalog: LakeCatalog::load(lake.clone()).await.unwrap(),
             lake,
-            project_dir: dir.path().to_path_buf(),
             run_id: "bench".into(),
             faults: Faults::default(),
         };

@@ -67,7 +67,6 @@ async fn run(
     let ctx = StepContext {
         lake: lake.clone(),
         catalog,
-        project_dir: project.dir.clone(),
         run_id: uuid_v7(),
         faults: Faults::new(faults),
     };

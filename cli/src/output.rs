@@ -1,7 +1,6 @@
 //! What the commands print: progress, the run summary, the DAG and run history.
 
 use std::io::IsTerminal;
-use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -16,7 +15,6 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 pub(crate) struct Progress {
     tty: bool,
     start: Instant,
-    running: Mutex<usize>,
 }
 
 impl Progress {
@@ -24,7 +22,6 @@ impl Progress {
         Progress {
             tty: std::io::stderr().is_terminal(),
             start: Instant::now(),
-            running: Mutex::new(0),
         }
     }
 
@@ -37,9 +34,6 @@ impl Progress {
 
 impl RunObserver for Progress {
     fn started(&self, table: &TableId) {
-        if let Ok(mut n) = self.running.lock() {
-            *n += 1;
-        }
         if self.tty {
             eprintln!(
                 "[{:>6.1}s] start  {table}",
@@ -49,9 +43,6 @@ impl RunObserver for Progress {
     }
 
     fn finished(&self, o: &StepOutcome) {
-        if let Ok(mut n) = self.running.lock() {
-            *n = n.saturating_sub(1);
-        }
         if self.tty {
             eprintln!(
                 "[{:>6.1}s] {:<6} {} ({} rows)",

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{CatalogProvider, SchemaProvider};
 use datafusion::common::ParamValues;
 use datafusion::dataframe::DataFrame;
@@ -188,15 +187,6 @@ impl QueryService {
             done: false,
         };
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, limited)))
-    }
-
-    /// The result schema of a query without running it.
-    ///
-    /// # Errors
-    /// As for [`QueryService::plan`].
-    pub async fn schema(&self, principal: &Principal, sql: &str) -> Result<SchemaRef, QueryError> {
-        let df = self.plan(principal, sql, None).await?;
-        Ok(Arc::new(df.schema().as_arrow().clone()))
     }
 }
 

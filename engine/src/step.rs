@@ -3,7 +3,6 @@
 use std::collections::HashSet;
 use std::error::Error as StdError;
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -21,8 +20,6 @@ pub struct StepContext {
     pub lake: Lake,
     /// The catalog over the lake (latest snapshots).
     pub catalog: Arc<LakeCatalog>,
-    /// The project directory (for relative source paths).
-    pub project_dir: PathBuf,
     /// The run this step belongs to.
     pub run_id: String,
     /// Test-only fault points.

@@ -329,20 +329,6 @@ impl Project {
         }
         Ok(out)
     }
-
-    /// Every table the project produces (bronze, silver, gold; not side tables).
-    pub fn tables(&self) -> Vec<TableId> {
-        let b = self
-            .bronze
-            .iter()
-            .map(|b| TableId::new(Layer::Bronze, &b.name));
-        let s = self
-            .silver
-            .iter()
-            .map(|s| TableId::new(Layer::Silver, &s.name));
-        let g = self.gold.iter().map(|g| TableId::new(Layer::Gold, &g.name));
-        b.chain(s).chain(g).collect()
-    }
 }
 
 struct Validator<'a> {

@@ -12,6 +12,10 @@ use assay_engine::query::QueryLimits;
 
 use crate::kit::{ADMIN, READER, Server, append, fetch, pretty, products, query};
 
+fn row_count(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(|b| b.num_rows()).sum()
+}
+
 /// `Code: message` for a Tonic status, the error text otherwise.
 fn err_text(e: arrow_flight::error::FlightError) -> String {
     match e {
@@ -192,8 +196,7 @@ async fn metadata_commands_answer() {
             .await
             .unwrap();
         let batches = fetch(&mut c, info).await.unwrap();
-        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-        assert_eq!(rows, 1, "one table matches prod%");
+        assert_eq!(row_count(&batches), 1, "one table matches prod%");
         assert_eq!(
             batches[0].schema().fields().len(),
             if include_schema { 5 } else { 4 }
@@ -223,45 +226,25 @@ async fn metadata_commands_answer() {
         })
         .await
         .unwrap();
-    let keys = fetch(&mut c, info).await.unwrap();
-    assert_eq!(keys.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
-    let table = |t: &str| (None, Some("gold".to_string()), t.to_string());
-    let (catalog, db_schema, name) = table("products");
+    assert_eq!(row_count(&fetch(&mut c, info).await.unwrap()), 0);
     let info = c
         .get_exported_keys(CommandGetExportedKeys {
-            catalog,
-            db_schema,
-            table: name,
+            catalog: None,
+            db_schema: Some("gold".into()),
+            table: "products".into(),
         })
         .await
         .unwrap();
-    assert_eq!(
-        fetch(&mut c, info)
-            .await
-            .unwrap()
-            .iter()
-            .map(|b| b.num_rows())
-            .sum::<usize>(),
-        0
-    );
-    let (catalog, db_schema, name) = table("products");
+    assert_eq!(row_count(&fetch(&mut c, info).await.unwrap()), 0);
     let info = c
         .get_imported_keys(CommandGetImportedKeys {
-            catalog,
-            db_schema,
-            table: name,
+            catalog: None,
+            db_schema: Some("gold".into()),
+            table: "products".into(),
         })
         .await
         .unwrap();
-    assert_eq!(
-        fetch(&mut c, info)
-            .await
-            .unwrap()
-            .iter()
-            .map(|b| b.num_rows())
-            .sum::<usize>(),
-        0
-    );
+    assert_eq!(row_count(&fetch(&mut c, info).await.unwrap()), 0);
     let info = c
         .get_cross_reference(CommandGetCrossReference {
             pk_catalog: None,
@@ -275,8 +258,7 @@ async fn metadata_commands_answer() {
         .unwrap();
     let schema = info.clone().try_decode_schema().unwrap();
     assert_eq!(schema.field(2).name(), "pk_table_name");
-    let refs = fetch(&mut c, info).await.unwrap();
-    assert_eq!(refs.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
+    assert_eq!(row_count(&fetch(&mut c, info).await.unwrap()), 0);
 }
 
 #[tokio::test]

@@ -223,9 +223,9 @@ impl SilverStep {
                 )
                 .await?
             }
-            existing => {
+            _ => {
+                // First write, or no keys (append-only): plain append, counted first.
                 let count = deduped.clone().count().await.map_err(self.q())? as u64;
-                let _ = existing;
                 let table = delta::write_frame(
                     &ctx.lake,
                     &self.table,
