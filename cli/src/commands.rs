@@ -20,7 +20,10 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode> {
         .lake
         .clone()
         .unwrap_or_else(|| project.lake_root.clone());
-    let lake = Lake::resolve(&root, &project.dir)?;
+    let options = project
+        .storage
+        .options(&assay_engine::storage::process_env());
+    let lake = Lake::resolve_with(&root, &project.dir, &options)?;
     let pipeline = build_pipeline(&project)?;
     match cli.command {
         Command::Run {

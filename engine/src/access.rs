@@ -60,6 +60,11 @@ impl Secret {
         Secret(value.into())
     }
 
+    /// The secret itself, for handing to the component that needs it (never to a log).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
     /// Compares in time independent of where the inputs differ.
     fn matches(&self, other: &str) -> bool {
         let a = self.0.as_bytes();

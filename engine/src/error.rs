@@ -109,15 +109,31 @@ impl EngineError {
     /// True when retrying the same operation may succeed (IO, commit conflicts).
     pub fn is_transient(&self) -> bool {
         match self {
-            EngineError::ObjectStore { .. } => true,
-            EngineError::Delta { source, .. } => matches!(
-                source.as_ref(),
-                DeltaTableError::ObjectStore { .. }
-                    | DeltaTableError::Io { .. }
-                    | DeltaTableError::Transaction { .. }
-                    | DeltaTableError::VersionAlreadyExists(_)
-            ),
+            EngineError::ObjectStore { source, .. } => store_error_is_transient(source),
+            EngineError::Delta { source, .. } => match source.as_ref() {
+                DeltaTableError::ObjectStore { source } => store_error_is_transient(source),
+                DeltaTableError::Io { .. }
+                | DeltaTableError::Transaction { .. }
+                | DeltaTableError::VersionAlreadyExists(_) => true,
+                _ => false,
+            },
             _ => false,
         }
     }
+}
+
+/// True when an object store error may go away on retry. A missing bucket or object, a
+/// refused credential or a bad path will not: retrying only delays the message.
+pub fn store_error_is_transient(e: &object_store::Error) -> bool {
+    use object_store::Error as E;
+    !matches!(
+        e,
+        E::NotFound { .. }
+            | E::PermissionDenied { .. }
+            | E::Unauthenticated { .. }
+            | E::InvalidPath { .. }
+            | E::NotSupported { .. }
+            | E::NotImplemented { .. }
+            | E::UnknownConfigurationKey { .. }
+    )
 }

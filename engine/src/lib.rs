@@ -22,6 +22,7 @@ pub mod access;
 pub mod config;
 pub mod dag;
 pub mod delta;
+mod emulator;
 pub mod error;
 pub mod history;
 pub mod query;

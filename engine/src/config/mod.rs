@@ -30,6 +30,8 @@ pub struct Project {
     pub dir: PathBuf,
     /// The lake root as written (a URL or a path), before resolution.
     pub lake_root: String,
+    /// How to reach the lake's store (and cloud file sources): `[lake]` besides `root`.
+    pub storage: crate::storage::StorageSettings,
     /// Runner options.
     pub run: RunConfig,
     /// Server options (`assay serve`).
@@ -382,6 +384,7 @@ impl Validator<'_> {
                 password_env: u.password_env,
             })
             .collect();
+        let storage = self.storage(&raw.lake)?;
         let lake_root = raw
             .lake
             .root
@@ -420,6 +423,7 @@ impl Validator<'_> {
             name,
             dir: self.dir.to_path_buf(),
             lake_root,
+            storage,
             run,
             serve,
             query,
@@ -427,6 +431,43 @@ impl Validator<'_> {
             bronze,
             silver,
             gold,
+        })
+    }
+
+    fn duration(&self, value: &Option<Spanned<String>>, key: &str) -> Result<Option<Duration>> {
+        value
+            .as_ref()
+            .map(|v| humantime::parse_duration(v.get_ref()).map_err(|e| self.err(v, key, e)))
+            .transpose()
+    }
+
+    fn storage(&self, raw: &raw::RawLake) -> Result<crate::storage::StorageSettings> {
+        use crate::access::Secret;
+        use crate::storage::{AzureSettings, S3Settings, StorageSettings};
+        let s3 = &raw.s3;
+        let az = &raw.azure;
+        Ok(StorageSettings {
+            s3: S3Settings {
+                region: s3.region.clone(),
+                endpoint: s3.endpoint.clone(),
+                allow_http: s3.allow_http,
+                access_key_id: s3.access_key_id.clone(),
+                secret_access_key: s3.secret_access_key.clone().map(Secret::new),
+                session_token: s3.session_token.clone().map(Secret::new),
+                virtual_hosted_style: s3.virtual_hosted_style,
+            },
+            azure: AzureSettings {
+                account: az.account.clone(),
+                access_key: az.access_key.clone().map(Secret::new),
+                sas_token: az.sas_token.clone().map(Secret::new),
+                endpoint: az.endpoint.clone(),
+                use_emulator: az.use_emulator,
+                allow_http: az.allow_http,
+            },
+            timeout: self.duration(&raw.timeout, "lake.timeout")?,
+            connect_timeout: self.duration(&raw.connect_timeout, "lake.connect_timeout")?,
+            max_retries: raw.max_retries,
+            retry_timeout: self.duration(&raw.retry_timeout, "lake.retry_timeout")?,
         })
     }
 

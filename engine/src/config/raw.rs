@@ -39,6 +39,37 @@ pub(crate) struct RawProjectSection {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawLake {
     pub(crate) root: Option<Spanned<String>>,
+    pub(crate) timeout: Option<Spanned<String>>,
+    pub(crate) connect_timeout: Option<Spanned<String>>,
+    pub(crate) max_retries: Option<u32>,
+    pub(crate) retry_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) s3: RawS3,
+    #[serde(default)]
+    pub(crate) azure: RawAzure,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawS3 {
+    pub(crate) region: Option<String>,
+    pub(crate) endpoint: Option<String>,
+    pub(crate) allow_http: Option<bool>,
+    pub(crate) access_key_id: Option<String>,
+    pub(crate) secret_access_key: Option<String>,
+    pub(crate) session_token: Option<String>,
+    pub(crate) virtual_hosted_style: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAzure {
+    pub(crate) account: Option<String>,
+    pub(crate) access_key: Option<String>,
+    pub(crate) sas_token: Option<String>,
+    pub(crate) endpoint: Option<String>,
+    pub(crate) use_emulator: Option<bool>,
+    pub(crate) allow_http: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -8,6 +8,8 @@ use object_store::ObjectStore;
 use object_store::path::Path;
 use url::Url;
 
+use assay_engine::storage::{StorageOptions, object_store_for};
+
 use crate::error::{BronzeError, Result};
 
 /// One file found by a glob.
@@ -53,38 +55,29 @@ impl Listing {
     ///
     /// # Errors
     /// A bad glob or an unsupported URL.
-    pub fn new(
-        pattern: &str,
-        options: &std::collections::HashMap<String, String>,
-    ) -> Result<Listing> {
-        let store_err = |source| BronzeError::Store {
+    pub fn new(pattern: &str, options: &StorageOptions) -> Result<Listing> {
+        let bad = |message: String| BronzeError::Source {
             url: pattern.to_string(),
-            source,
+            message,
         };
         let glob_start = pattern.find(['*', '?', '[', '{']).unwrap_or(pattern.len());
         let literal = &pattern[..glob_start];
         let dir = &literal[..literal.rfind('/').map_or(0, |i| i + 1)];
-        let url = Url::parse(dir).map_err(|e| {
-            store_err(object_store::Error::Generic {
-                store: "url",
-                source: Box::new(e),
-            })
-        })?;
-        let (store, prefix) =
-            object_store::parse_url_opts(&url, options.iter()).map_err(store_err)?;
-        let base = format!("{}://{}/", url.scheme(), url.host_str().unwrap_or_default());
+        let url = Url::parse(dir).map_err(|e| bad(e.to_string()))?;
+        let (store, prefix) = object_store_for(&url, options).map_err(bad)?;
+        // Store locations are relative to the bucket / container (or `/` for local files):
+        // the URL with its path cut to `/` is what a location is appended to.
+        let mut base_url = url.clone();
+        base_url.set_path("/");
+        base_url.set_query(None);
+        let base = base_url.to_string();
         let matcher = GlobBuilder::new(pattern)
             .literal_separator(true)
             .build()
-            .map_err(|e| {
-                store_err(object_store::Error::Generic {
-                    store: "glob",
-                    source: Box::new(e),
-                })
-            })?
+            .map_err(|e| bad(format!("bad glob: {e}")))?
             .compile_matcher();
         Ok(Listing {
-            store: Arc::from(store),
+            store,
             prefix,
             base,
             matcher,

@@ -43,6 +43,14 @@ pub enum BronzeError {
         #[source]
         source: object_store::Error,
     },
+    /// A source URL or glob that cannot be used.
+    #[error("source `{url}`: {message}")]
+    Source {
+        /// The source URL or glob as configured.
+        url: String,
+        /// Why it cannot be used.
+        message: String,
+    },
     /// Building or writing batches failed.
     #[error("table {table}: {source}")]
     Write {
@@ -60,7 +68,10 @@ pub enum BronzeError {
 impl From<BronzeError> for StepError {
     fn from(e: BronzeError) -> Self {
         let transient = match &e {
-            BronzeError::Read { .. } | BronzeError::Store { .. } => true,
+            BronzeError::Read { .. } => true,
+            BronzeError::Store { source, .. } => {
+                assay_engine::error::store_error_is_transient(source)
+            }
             BronzeError::Engine(inner) => inner.is_transient(),
             _ => false,
         };

@@ -67,7 +67,7 @@ impl TableWriter {
         let initial = existing.map(|t| delta::arrow_schema(&id, t)).transpose()?;
         Ok(TableWriter {
             url: lake.table_url(&id).to_string(),
-            options: lake.options().clone(),
+            options: lake.options().as_map().clone(),
             id,
             initial,
             writer: None,
