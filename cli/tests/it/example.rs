@@ -1,6 +1,6 @@
 //! The bundled example end to end: counts, gold numbers, reruns, increments, other readers.
 
-use crate::kit::Fixture;
+use crate::kit::{Backend, Fixture};
 
 const TABLES: [(&str, i64); 10] = [
     ("bronze.customers", 5),
@@ -15,9 +15,14 @@ const TABLES: [(&str, i64); 10] = [
     ("gold.products", 6),
 ];
 
-#[tokio::test]
-async fn the_example_run_builds_every_layer_with_exact_counts() {
-    let f = Fixture::example();
+crate::on_every_backend!(
+    the_example_run_builds_every_layer_with_exact_counts,
+    a_rerun_commits_nothing,
+    a_new_file_with_an_update_flows_through_every_layer,
+);
+
+async fn the_example_run_builds_every_layer_with_exact_counts(backend: Backend) {
+    let f = Fixture::example_on(backend).await;
     let out = f.run_ok(&[]);
     for header in [
         "step",
@@ -112,9 +117,8 @@ async fn the_example_run_builds_every_layer_with_exact_counts() {
     );
 }
 
-#[tokio::test]
-async fn a_rerun_commits_nothing() {
-    let f = Fixture::example();
+async fn a_rerun_commits_nothing(backend: Backend) {
+    let f = Fixture::example_on(backend).await;
     f.run_ok(&[]);
     let mut before = Vec::new();
     for (table, _) in TABLES {
@@ -128,16 +132,16 @@ async fn a_rerun_commits_nothing() {
     }
 }
 
-#[tokio::test]
-async fn a_new_file_with_an_update_flows_through_every_layer() {
-    let f = Fixture::example();
+async fn a_new_file_with_an_update_flows_through_every_layer(backend: Backend) {
+    let f = Fixture::example_on(backend).await;
     f.run_ok(&[]);
-    f.write(
+    f.add_source(
         "examples/retail/orders/orders_2026-11-04.csv",
         "order_id,customer_id,product_id,quantity,amount,order_date,updated_at,status\n\
          1005,4,21,2,70.00,2026-11-02,2026-11-04T08:00:00Z,shipped\n\
          1013,3,10,1,24.50,2026-11-04,2026-11-04T09:30:00Z,placed\n",
-    );
+    )
+    .await;
     f.run_ok(&[]);
     assert_eq!(f.version("bronze.orders").await, Some(1));
     assert_eq!(f.count("bronze.orders").await, 15);

@@ -8,10 +8,17 @@ use arrow::array::RecordBatch;
 use arrow::util::pretty::pretty_format_batches;
 use assay_engine::session::LakeCatalog;
 use assay_engine::{Lake, TableId};
+pub(crate) use assay_testkit::Backend;
 
-/// A throwaway project: the bundled example copied into a temp dir.
+/// A throwaway project: the bundled example copied into a temp dir, its lake on local disk
+/// or in a bucket / container of a throwaway S3 or Azure server.
 pub(crate) struct Fixture {
     pub(crate) dir: tempfile::TempDir,
+    backend: Backend,
+    /// The lake root URL (`None`: the project's own `./lakehouse`).
+    lake_root: Option<String>,
+    /// Where the example's source files live when not on local disk.
+    landing: Option<String>,
 }
 
 fn repo_root() -> PathBuf {
@@ -32,21 +39,95 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 impl Fixture {
-    /// The bundled example project.
+    /// The bundled example project on local disk.
     pub(crate) fn example() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let root = repo_root();
         std::fs::copy(root.join("assay.toml"), dir.path().join("assay.toml")).unwrap();
         copy_dir(&root.join("sql"), &dir.path().join("sql"));
         copy_dir(&root.join("examples"), &dir.path().join("examples"));
-        Fixture { dir }
+        Fixture {
+            dir,
+            backend: Backend::Local,
+            lake_root: None,
+            landing: None,
+        }
+    }
+
+    /// The bundled example with its lake on `backend`. On S3 and Azure the source files are
+    /// uploaded to a second bucket / container and the project reads them from there, as
+    /// when CSV files are dropped into blob storage.
+    pub(crate) async fn example_on(backend: Backend) -> Fixture {
+        let mut f = Fixture::example();
+        if matches!(backend, Backend::Local) {
+            return f;
+        }
+        let lake = backend.new_root("lake", f.path());
+        let landing = backend.new_root("landing", f.path());
+        backend
+            .upload_dir(&f.path().join("examples/retail"), &landing, "retail")
+            .await;
+        let toml = std::fs::read_to_string(f.path().join("assay.toml")).unwrap();
+        let toml = toml
+            .replace(
+                "root = \"file://./lakehouse\"",
+                &format!("root = \"{lake}\""),
+            )
+            .replace(
+                "path = \"examples/retail/",
+                &format!("path = \"{landing}/retail/"),
+            );
+        assert!(toml.contains(&lake) && toml.contains(&landing), "{toml}");
+        std::fs::write(
+            f.path().join("assay.toml"),
+            format!("{toml}\n{}", backend.toml()),
+        )
+        .unwrap();
+        // Nothing may be read from the local copies any more.
+        std::fs::remove_dir_all(f.path().join("examples")).unwrap();
+        f.backend = backend;
+        f.lake_root = Some(lake);
+        f.landing = Some(landing);
+        f
     }
 
     /// An empty project with the given `assay.toml`.
     pub(crate) fn with_config(toml: &str) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("assay.toml"), toml).unwrap();
-        Fixture { dir }
+        Fixture {
+            dir,
+            backend: Backend::Local,
+            lake_root: None,
+            landing: None,
+        }
+    }
+
+    /// Adds a source file of the example (`examples/retail/...`) where the project reads
+    /// its sources: the project directory, or the landing bucket / container.
+    pub(crate) async fn add_source(&self, rel: &str, text: &str) {
+        match &self.landing {
+            None => self.write(rel, text),
+            Some(landing) => {
+                let rel = rel.strip_prefix("examples/").unwrap();
+                self.backend
+                    .put(landing, rel, text.as_bytes().to_vec())
+                    .await;
+            }
+        }
+    }
+
+    /// Names of the files under a lake directory (e.g. `bronze/orders`), wherever it lives.
+    pub(crate) async fn lake_files(&self, rel: &str) -> Vec<String> {
+        match &self.lake_root {
+            None => std::fs::read_dir(self.path().join("lakehouse").join(rel))
+                .map(|d| {
+                    d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            Some(root) => self.backend.list(root, rel).await,
+        }
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -62,15 +143,25 @@ impl Fixture {
 
     /// Runs `assay --project DIR <args>` and returns its output.
     pub(crate) fn assay(&self, args: &[&str]) -> Output {
-        std::process::Command::new(env!("CARGO_BIN_EXE_assay"))
-            .arg("--project")
-            .arg(self.path())
-            .args(args)
-            .env_remove("ASSAY_LAKE")
+        self.command(args).output().unwrap()
+    }
+
+    /// `assay --project DIR <args>` with a clean environment: no stray lake, admin or
+    /// cloud credential variables from the machine.
+    pub(crate) fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_assay"));
+        cmd.arg("--project").arg(self.path()).args(args);
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy();
+            if k.starts_with("AWS_") || k.starts_with("AZURE_") || k.starts_with("AZURITE_") {
+                cmd.env_remove(k.as_ref());
+            }
+        }
+        cmd.env_remove("ASSAY_LAKE")
             .env_remove("ASSAY_ADMIN_USER")
             .env_remove("ASSAY_ADMIN_PASSWORD")
-            .output()
-            .unwrap()
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        cmd
     }
 
     /// Runs `assay run` and asserts it succeeded.
@@ -88,7 +179,10 @@ impl Fixture {
     }
 
     pub(crate) fn lake(&self) -> Lake {
-        Lake::resolve("lakehouse", self.path()).unwrap()
+        match &self.lake_root {
+            None => Lake::resolve("lakehouse", self.path()).unwrap(),
+            Some(root) => self.backend.lake(root, self.path()),
+        }
     }
 
     /// Runs SQL against the lake (schemas bronze, silver, gold, _system).

@@ -1,11 +1,16 @@
 //! Crash safety: a failure between writing data files and committing them, then a rerun,
 //! loses nothing and duplicates nothing.
 
-use crate::kit::Fixture;
+use crate::kit::{Backend, Fixture};
 
-#[tokio::test]
-async fn a_crash_before_the_bronze_commit_is_recovered_exactly() {
-    let f = Fixture::example();
+crate::on_every_backend!(
+    a_crash_before_the_bronze_commit_is_recovered_exactly,
+    a_crash_on_an_existing_table_keeps_the_previous_version,
+    a_crash_between_quarantine_and_silver_commits_does_not_double_quarantine,
+);
+
+async fn a_crash_before_the_bronze_commit_is_recovered_exactly(backend: Backend) {
+    let f = Fixture::example_on(backend).await;
     let out = f.assay(&["run", "--inject-fault", "before_commit:bronze.orders"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -15,18 +20,12 @@ async fn a_crash_before_the_bronze_commit_is_recovered_exactly() {
     );
     assert_eq!(f.version("bronze.orders").await, None, "no commit happened");
     // Data files were written before the fault: they exist but belong to no version.
-    let orphans = std::fs::read_dir(f.path().join("lakehouse/bronze/orders"))
-        .map(|d| {
-            d.filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .path()
-                    .extension()
-                    .is_some_and(|x| x == "parquet")
-            })
-            .count()
-        })
-        .unwrap_or(0);
+    let orphans = f
+        .lake_files("bronze/orders")
+        .await
+        .iter()
+        .filter(|p| p.ends_with(".parquet"))
+        .count();
     assert!(orphans > 0, "the fault fired after data files were written");
     assert_eq!(
         f.version("bronze.customers").await,
@@ -52,15 +51,15 @@ async fn a_crash_before_the_bronze_commit_is_recovered_exactly() {
     );
 }
 
-#[tokio::test]
-async fn a_crash_on_an_existing_table_keeps_the_previous_version() {
-    let f = Fixture::example();
+async fn a_crash_on_an_existing_table_keeps_the_previous_version(backend: Backend) {
+    let f = Fixture::example_on(backend).await;
     f.run_ok(&[]);
-    f.write(
+    f.add_source(
         "examples/retail/orders/orders_2026-11-05.csv",
         "order_id,customer_id,product_id,quantity,amount,order_date,updated_at,status\n\
          1014,1,30,1,9.90,2026-11-05,2026-11-05T10:00:00Z,placed\n",
-    );
+    )
+    .await;
     let out = f.assay(&["run", "--inject-fault", "before_commit:bronze.orders"]);
     assert!(!out.status.success());
     assert_eq!(f.version("bronze.orders").await, Some(0));
@@ -70,9 +69,10 @@ async fn a_crash_on_an_existing_table_keeps_the_previous_version() {
     assert_eq!(f.count("silver.orders").await, 9);
 }
 
-#[tokio::test]
-async fn a_crash_between_quarantine_and_silver_commits_does_not_double_quarantine() {
-    let f = Fixture::example();
+async fn a_crash_between_quarantine_and_silver_commits_does_not_double_quarantine(
+    backend: Backend,
+) {
+    let f = Fixture::example_on(backend).await;
     let out = f.assay(&["run", "--inject-fault", "before_commit:silver.orders"]);
     assert!(!out.status.success());
     assert_eq!(f.count("silver.orders__quarantine").await, 3);

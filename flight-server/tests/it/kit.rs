@@ -23,6 +23,7 @@ pub(crate) struct Server {
     pub(crate) addr: SocketAddr,
     pub(crate) lake: Lake,
     _dir: tempfile::TempDir,
+    _backend: assay_testkit::Backend,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -73,8 +74,20 @@ pub(crate) async fn append(lake: &Lake, table: &str, batch: RecordBatch) {
 
 impl Server {
     pub(crate) async fn start(limits: QueryLimits) -> Server {
+        Self::start_on(assay_testkit::Backend::Local, limits).await
+    }
+
+    /// A server whose lake lives on `backend` (local disk, a moto S3 bucket, an Azurite
+    /// container).
+    pub(crate) async fn start_on(backend: assay_testkit::Backend, limits: QueryLimits) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::resolve("lake", dir.path()).unwrap();
+        let lake = match backend {
+            assay_testkit::Backend::Local => Lake::resolve("lake", dir.path()).unwrap(),
+            _ => {
+                let root = backend.new_root("served", dir.path());
+                backend.lake(&root, dir.path())
+            }
+        };
         append(
             &lake,
             "gold.products",
@@ -129,6 +142,7 @@ impl Server {
             addr,
             lake,
             _dir: dir,
+            _backend: backend,
             stop: Some(stop),
         }
     }
