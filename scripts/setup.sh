@@ -15,6 +15,7 @@ command -v cc >/dev/null 2>&1 || apt_packages+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || apt_packages+=(pkg-config)
 command -v python3 >/dev/null 2>&1 || apt_packages+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || apt_packages+=(python3-pip)
+command -v npm >/dev/null 2>&1 || apt_packages+=(nodejs npm)
 if [ "${#apt_packages[@]}" -gt 0 ]; then
     say "apt: ${apt_packages[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -22,13 +23,20 @@ if [ "${#apt_packages[@]}" -gt 0 ]; then
     $SUDO apt-get install -y -qq "${apt_packages[@]}"
 fi
 
-# Python: the independent Delta reader and the ADBC Flight SQL driver used by the tests.
-py_packages="deltalake pyarrow adbc-driver-flightsql adbc-driver-manager"
-if ! python3 -c 'import deltalake, pyarrow, adbc_driver_flightsql, adbc_driver_manager' >/dev/null 2>&1; then
-    say "pip: $py_packages"
-    # shellcheck disable=SC2086
-    python3 -m pip install --quiet $py_packages \
-        || python3 -m pip install --quiet --break-system-packages $py_packages
+# Python: the independent Delta reader, the ADBC Flight SQL driver, the S3 server (moto) and
+# the Azure SDK the test kit creates Azurite containers with.
+py_packages=(deltalake pyarrow adbc-driver-flightsql adbc-driver-manager "moto[server]" azure-storage-blob)
+if ! python3 -c 'import deltalake, pyarrow, adbc_driver_flightsql, adbc_driver_manager, moto.server, azure.storage.blob' >/dev/null 2>&1 \
+    || ! command -v moto_server >/dev/null 2>&1; then
+    say "pip: ${py_packages[*]}"
+    python3 -m pip install --quiet "${py_packages[@]}" \
+        || python3 -m pip install --quiet --break-system-packages "${py_packages[@]}"
+fi
+
+# Azurite: Microsoft's Azure Storage emulator, from npm.
+if ! command -v azurite-blob >/dev/null 2>&1; then
+    say "npm: azurite"
+    $SUDO npm install --global --silent azurite
 fi
 
 # cargo-nextest runs the suite (the test script falls back to `cargo test` without it).
