@@ -16,6 +16,7 @@ command -v pkg-config >/dev/null 2>&1 || apt_packages+=(pkg-config)
 command -v python3 >/dev/null 2>&1 || apt_packages+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || apt_packages+=(python3-pip)
 command -v npm >/dev/null 2>&1 || apt_packages+=(nodejs npm)
+command -v redis-server >/dev/null 2>&1 || apt_packages+=(redis-server)
 if [ "${#apt_packages[@]}" -gt 0 ]; then
     say "apt: ${apt_packages[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -32,9 +32,15 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode> {
         } => run(&project, lake, &pipeline, select.as_deref(), inject_fault).await,
         Command::Serve {
             flight_addr,
+            http_addr,
             keep_views,
         } => {
-            crate::serve::serve(&project, lake, flight_addr, keep_views).await?;
+            let args = crate::serve::ServeArgs {
+                flight_addr,
+                http_addr,
+                keep_views,
+            };
+            crate::serve::serve(&project, lake, args).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Ls => {

@@ -37,11 +37,14 @@ pub(crate) enum Command {
     },
     /// Print the DAG: table, layer, upstream tables.
     Ls,
-    /// Serve the lake: Arrow Flight SQL (until Ctrl-C or SIGTERM).
+    /// Serve the lake: Arrow Flight SQL and the REST gateway (until Ctrl-C or SIGTERM).
     Serve {
         /// Flight SQL address; overrides `[serve] flight_addr` (default 127.0.0.1:50051).
         #[arg(long)]
         flight_addr: Option<String>,
+        /// REST gateway address; overrides `[serve] http_addr` (default 127.0.0.1:8080).
+        #[arg(long)]
+        http_addr: Option<String>,
         /// Send Utf8View/BinaryView columns as they are instead of as Utf8/Binary.
         #[arg(long)]
         keep_views: bool,
@@ -76,8 +79,37 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", render_error(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The error and its causes, `: `-separated, leaving out a cause whose text the message
+/// before it already contains (object_store and delta-rs repeat their sources' text).
+fn render_error(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if parts.last().is_some_and(|p| p.contains(&text)) {
+            continue;
+        }
+        parts.push(text);
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn repeated_causes_print_once() {
+        let inner = std::io::Error::other("disk on fire");
+        let e = anyhow::Error::new(inner)
+            .context("s3://b/p: disk on fire")
+            .context("opening lake s3://b/p");
+        assert_eq!(
+            super::render_error(&e),
+            "opening lake s3://b/p: s3://b/p: disk on fire"
+        );
     }
 }

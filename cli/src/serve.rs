@@ -1,10 +1,11 @@
-//! `assay serve`: the Flight SQL server over the project's lake, stopped by Ctrl-C or
-//! SIGTERM.
+//! `assay serve`: the Flight SQL server and the REST gateway over the project's lake, one
+//! access policy for both, stopped together by Ctrl-C or SIGTERM.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use assay_api::{Cache, Gateway};
 use assay_engine::Lake;
 use assay_engine::access::AccessPolicy;
 use assay_engine::config::Project;
@@ -15,12 +16,19 @@ use assay_flight::AssayFlightSql;
 /// Bearer tokens issued by the handshake live this long.
 const TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
 
-pub(crate) async fn serve(
-    project: &Project,
-    lake: Lake,
-    flight_addr: Option<String>,
-    keep_views: bool,
-) -> Result<()> {
+/// Addresses and switches from the command line (each overrides `[serve]`).
+pub(crate) struct ServeArgs {
+    pub(crate) flight_addr: Option<String>,
+    pub(crate) http_addr: Option<String>,
+    pub(crate) keep_views: bool,
+}
+
+pub(crate) async fn serve(project: &Project, lake: Lake, args: ServeArgs) -> Result<()> {
+    let ServeArgs {
+        flight_addr,
+        http_addr,
+        keep_views,
+    } = args;
     let users = project.local_users(|k| std::env::var(k).ok())?;
     if users.is_empty() {
         bail!(
@@ -34,17 +42,54 @@ pub(crate) async fn serve(
         .with_context(|| format!("opening lake {}", lake.root()))?;
     let query = QueryService::new(catalog, project.query.clone());
     let keep_views = keep_views || project.serve.keep_views;
-    let service = AssayFlightSql::new(query, policy, keep_views)
+    let service = AssayFlightSql::new(query.clone(), Arc::clone(&policy), keep_views)
         .map_err(|s| anyhow::anyhow!("starting Flight SQL: {}", s.message()))?;
     let addr = flight_addr.unwrap_or_else(|| project.serve.flight_addr.clone());
-    let listener = tokio::net::TcpListener::bind(&addr)
+    let flight_listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("binding Flight SQL to {addr}"))?;
-    let bound = listener.local_addr()?;
-    println!("Flight SQL listening on grpc://{bound}");
-    assay_flight::serve(listener, service, shutdown_signal())
+    let http = http_addr.unwrap_or_else(|| project.serve.http_addr.clone());
+    let http_listener = tokio::net::TcpListener::bind(&http)
         .await
+        .with_context(|| format!("binding the REST gateway to {http}"))?;
+    let cache = match project
+        .cache
+        .url
+        .clone()
+        .or_else(|| std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()))
+    {
+        Some(url) => Cache::redis(&url, project.cache.ttl).map_err(anyhow::Error::msg)?,
+        None => Cache::memory(project.cache.capacity, project.cache.ttl),
+    };
+    println!(
+        "Flight SQL listening on grpc://{}",
+        flight_listener.local_addr()?
+    );
+    println!(
+        "REST gateway listening on http://{} (cache: {})",
+        http_listener.local_addr()?,
+        cache.kind()
+    );
+    let gateway = Gateway::new(query, policy, cache);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let flight = tokio::spawn(assay_flight::serve(
+        flight_listener,
+        service,
+        stopped(stop_rx.clone()),
+    ));
+    let rest = tokio::spawn(assay_api::serve(http_listener, gateway, stopped(stop_rx)));
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    flight
+        .await
+        .context("Flight SQL server")?
         .context("Flight SQL server")?;
+    rest.await
+        .context("REST gateway")?
+        .context("REST gateway")?;
     eprintln!("shut down");
     Ok(())
 }

@@ -428,6 +428,40 @@ impl Lake {
         }
     }
 
+    /// The latest committed version of a table from one listing of its `_delta_log`
+    /// (cheaper than loading it), or `None` when it has no commit.
+    ///
+    /// # Errors
+    /// Listing the store failed.
+    pub async fn latest_version(&self, id: &TableId) -> Result<Option<i64>> {
+        let log = self
+            .prefix
+            .clone()
+            .join(id.layer.as_str())
+            .join(id.name.as_str())
+            .join("_delta_log");
+        let mut entries = self.store.list(Some(&log));
+        let mut latest: Option<i64> = None;
+        loop {
+            match entries.try_next().await {
+                Ok(Some(meta)) => {
+                    let name = meta.location.filename().unwrap_or_default();
+                    let digits = name.split('.').next().unwrap_or_default();
+                    let is_log = name.ends_with(".json") || name.contains(".checkpoint");
+                    if is_log
+                        && digits.len() == 20
+                        && let Ok(v) = digits.parse::<i64>()
+                    {
+                        latest = latest.max(Some(v));
+                    }
+                }
+                Ok(None) => return Ok(latest),
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(EngineError::object_store(self.table_url(id), e)),
+            }
+        }
+    }
+
     /// Like [`Lake::open`], but a table that is not there is an error.
     ///
     /// # Errors

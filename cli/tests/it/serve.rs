@@ -27,22 +27,37 @@ fn serve_answers_flight_sql_and_stops_on_sigterm() {
             "serve",
             "--flight-addr",
             "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
         ])
+        .env_remove("REDIS_URL")
         .env("ASSAY_ADMIN_USER", "root")
         .env("ASSAY_ADMIN_PASSWORD", "pw")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    stdout.read_line(&mut line).unwrap();
     let uri = line
         .trim()
         .strip_prefix("Flight SQL listening on ")
         .expect(&line)
         .to_string();
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let rest = line
+        .trim()
+        .strip_prefix("REST gateway listening on http://")
+        .expect(&line);
+    assert!(rest.ends_with("(cache: memory)"), "{rest}");
+    let port: u16 = rest
+        .split_whitespace()
+        .next()
+        .and_then(|a| a.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .expect(rest);
     let out = Command::new("python3")
         .args(["-c", QUERY, &uri])
         .output()
@@ -54,6 +69,29 @@ fn serve_answers_flight_sql_and_stops_on_sigterm() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(answer.trim(), "407.20");
+    // The same users and the same lake over REST.
+    let (status, body) = assay_testkit::http(port, "GET", "/health", &[]);
+    assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
+    let (status, body) = assay_testkit::http_with_body(
+        port,
+        "POST",
+        "/api/v1/login",
+        &[("Content-Type", "application/json")],
+        r#"{"username":"root","password":"pw"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let login: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let bearer = format!("Bearer {}", login["token"].as_str().unwrap());
+    let (status, body) = assay_testkit::http(
+        port,
+        "GET",
+        "/api/v1/tables/gold.daily_revenue/rows?category=C&order_by=order_date",
+        &[("Authorization", &bearer)],
+    );
+    assert_eq!(status, 200, "{body}");
+    let rows: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(rows["count"], 3, "{body}");
+    assert_eq!(rows["rows"][0]["order_date"], "2026-11-01", "{body}");
     let kill = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -66,7 +104,13 @@ fn serve_answers_flight_sql_and_stops_on_sigterm() {
 #[test]
 fn serve_without_users_is_a_clear_error() {
     let f = Fixture::example();
-    let out = f.assay(&["serve", "--flight-addr", "127.0.0.1:0"]);
+    let out = f.assay(&[
+        "serve",
+        "--flight-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -38,6 +38,8 @@ pub struct Project {
     pub serve: ServeConfig,
     /// Limits on every served query.
     pub query: crate::query::QueryLimits,
+    /// The REST gateway's response cache.
+    pub cache: CacheConfig,
     /// Local users besides the bootstrap admin.
     pub users: Vec<UserConfig>,
     /// Bronze tables, one per source.
@@ -77,6 +79,8 @@ impl Default for RunConfig {
 pub struct ServeConfig {
     /// Flight SQL address (default `127.0.0.1:50051`).
     pub flight_addr: String,
+    /// REST gateway address (default `127.0.0.1:8080`).
+    pub http_addr: String,
     /// Send `Utf8View`/`BinaryView` columns as they are (default: as `Utf8`/`Binary`).
     pub keep_views: bool,
 }
@@ -85,7 +89,29 @@ impl Default for ServeConfig {
     fn default() -> Self {
         ServeConfig {
             flight_addr: "127.0.0.1:50051".into(),
+            http_addr: "127.0.0.1:8080".into(),
             keep_views: false,
+        }
+    }
+}
+
+/// `[cache]`: the REST gateway's response cache.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// Redis URL (`redis://host:port/db`); `REDIS_URL` when unset; in-process without either.
+    pub url: Option<String>,
+    /// How long an entry lives at most (default 1h); commits invalidate sooner.
+    pub ttl: Duration,
+    /// Entries the in-process cache holds at most (default 10,000).
+    pub capacity: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            url: None,
+            ttl: Duration::from_secs(3600),
+            capacity: 10_000,
         }
     }
 }
@@ -366,6 +392,19 @@ impl Validator<'_> {
             serve.flight_addr = addr;
         }
         serve.keep_views = raw.serve.keep_views.unwrap_or(false);
+        if let Some(addr) = raw.serve.http_addr {
+            serve.http_addr = addr;
+        }
+        let mut cache = CacheConfig {
+            url: raw.cache.url,
+            ..CacheConfig::default()
+        };
+        if let Some(ttl) = self.duration(&raw.cache.ttl, "cache.ttl")? {
+            cache.ttl = ttl;
+        }
+        if let Some(c) = raw.cache.capacity {
+            cache.capacity = c;
+        }
         let mut query = crate::query::QueryLimits::default();
         if let Some(mb) = raw.query.memory_mb {
             query.memory_bytes = mb.saturating_mul(1 << 20);
@@ -427,6 +466,7 @@ impl Validator<'_> {
             run,
             serve,
             query,
+            cache,
             users,
             bronze,
             silver,

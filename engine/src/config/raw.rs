@@ -20,6 +20,8 @@ pub(crate) struct RawProject {
     #[serde(default)]
     pub(crate) query: RawQuery,
     #[serde(default)]
+    pub(crate) cache: RawCache,
+    #[serde(default)]
     pub(crate) users: Vec<RawUser>,
     #[serde(default)]
     pub(crate) bronze: Vec<RawBronze>,
@@ -146,6 +148,7 @@ pub(crate) struct RawGold {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawServe {
     pub(crate) flight_addr: Option<String>,
+    pub(crate) http_addr: Option<String>,
     pub(crate) keep_views: Option<bool>,
 }
 
@@ -163,4 +166,12 @@ pub(crate) struct RawUser {
     pub(crate) name: String,
     pub(crate) role: crate::access::Role,
     pub(crate) password_env: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCache {
+    pub(crate) url: Option<String>,
+    pub(crate) ttl: Option<Spanned<String>>,
+    pub(crate) capacity: Option<u64>,
 }

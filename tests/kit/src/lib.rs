@@ -90,17 +90,30 @@ impl ServerProcess {
     }
 }
 
-/// Sends one HTTP/1.1 request and returns the status code and body.
+/// Sends one HTTP/1.1 request without a body and returns the status code and body.
 pub fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    http_with_body(port, method, path, headers, "")
+}
+
+/// Sends one HTTP/1.1 request with a body and returns the status code and body.
+pub fn http_with_body(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
     );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
+    req.push_str(body);
     s.write_all(req.as_bytes()).unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
@@ -397,5 +410,70 @@ impl Backend {
             Backend::S3(_) => "s3",
             Backend::Azure(_) => "azure",
         }
+    }
+}
+
+/// A throwaway `redis-server` on a free loopback port, persisting nothing; it can be killed
+/// and started again on the same port.
+pub struct Redis {
+    port: u16,
+    process: Option<ServerProcess>,
+}
+
+impl Redis {
+    /// Starts `redis-server` and waits until it listens.
+    pub fn start() -> Redis {
+        let port = free_port();
+        let mut r = Redis {
+            port,
+            process: None,
+        };
+        r.restart();
+        r
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (as a crash would).
+    pub fn kill(&mut self) {
+        self.process = None;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the server again on the same port (empty, as after a restart without
+    /// persistence).
+    pub fn restart(&mut self) {
+        self.process = None;
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new("redis-server");
+        cmd.args([
+            "--port",
+            &self.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            &dir.path().display().to_string(),
+        ]);
+        self.process = Some(ServerProcess::spawn("redis-server", cmd, dir, self.port));
+    }
+
+    /// Runs one command with `redis-cli` and returns its output, trimmed.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli runs");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 }

@@ -1,0 +1,219 @@
+//! A lake with a few tables and the gateway on 127.0.0.1:0, with a real `redis-server` or
+//! the in-process cache.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{ArrayRef, Decimal128Array, Int64Array, RecordBatch, StringArray};
+use assay_api::{Cache, Gateway};
+use assay_engine::access::{AccessPolicy, LocalUser, Role, Secret};
+use assay_engine::delta::{CommitInfo, WriteMode, write_frame};
+use assay_engine::query::{QueryLimits, QueryService};
+use assay_engine::session::LakeCatalog;
+use assay_engine::{Lake, TableId};
+use datafusion::prelude::SessionContext;
+use reqwest::{Method, Response};
+
+pub(crate) const ADMIN: (&str, &str) = ("admin", "admin-pw");
+pub(crate) const READER: (&str, &str) = ("ana", "reader-pw");
+pub(crate) const ENGINEER: (&str, &str) = ("eve", "engineer-pw");
+
+pub(crate) fn products(ids: &[i64], names: &[&str], cats: &[&str], cents: &[i128]) -> RecordBatch {
+    let price = Decimal128Array::from(cents.to_vec())
+        .with_precision_and_scale(10, 2)
+        .unwrap();
+    RecordBatch::try_from_iter(vec![
+        (
+            "product_id",
+            Arc::new(Int64Array::from(ids.to_vec())) as ArrayRef,
+        ),
+        (
+            "name",
+            Arc::new(StringArray::from(names.to_vec())) as ArrayRef,
+        ),
+        (
+            "category",
+            Arc::new(StringArray::from(cats.to_vec())) as ArrayRef,
+        ),
+        ("price", Arc::new(price) as ArrayRef),
+    ])
+    .unwrap()
+}
+
+/// Appends a batch in one commit, as a job would.
+pub(crate) async fn append(lake: &Lake, table: &str, batch: RecordBatch) {
+    let df = SessionContext::new().read_batch(batch).unwrap();
+    let id = TableId::parse(table).unwrap();
+    write_frame(
+        lake,
+        &id,
+        df,
+        WriteMode::Append,
+        &[],
+        &CommitInfo::new(vec![], "job"),
+    )
+    .await
+    .unwrap();
+}
+
+pub(crate) struct Server {
+    pub(crate) addr: SocketAddr,
+    pub(crate) lake: Lake,
+    pub(crate) gateway: Gateway,
+    client: reqwest::Client,
+    _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl Server {
+    /// A gateway with the in-process cache.
+    pub(crate) async fn start() -> Server {
+        Self::start_with(
+            Cache::memory(1000, Duration::from_secs(600)),
+            QueryLimits::default(),
+        )
+        .await
+    }
+
+    /// A gateway with a Redis cache at `url`.
+    pub(crate) async fn with_redis(url: &str) -> Server {
+        Self::start_with(
+            Cache::redis(url, Duration::from_secs(600)).unwrap(),
+            QueryLimits::default(),
+        )
+        .await
+    }
+
+    pub(crate) async fn start_with(cache: Cache, limits: QueryLimits) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::resolve("lake", dir.path()).unwrap();
+        append(
+            &lake,
+            "gold.products",
+            products(
+                &[10, 20, 30, 31],
+                &[
+                    "Espresso beans",
+                    "Burr grinder",
+                    "Ceramic mug",
+                    "Travel tumbler",
+                ],
+                &["A", "B", "C", "C"],
+                &[2450, 8900, 990, 1990],
+            ),
+        )
+        .await;
+        append(
+            &lake,
+            "silver.orders",
+            RecordBatch::try_from_iter(vec![(
+                "order_id",
+                Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef,
+            )])
+            .unwrap(),
+        )
+        .await;
+        let user = |(name, pw): (&str, &str), role| LocalUser {
+            name: name.into(),
+            password: Secret::new(pw),
+            role,
+        };
+        let policy = Arc::new(AccessPolicy::new(
+            vec![
+                user(ADMIN, Role::Admin),
+                user(READER, Role::Reader),
+                user(ENGINEER, Role::Engineer),
+            ],
+            Duration::from_secs(3600),
+        ));
+        let catalog = LakeCatalog::load(lake.clone()).await.unwrap();
+        let gateway = Gateway::new(QueryService::new(catalog, limits), policy, cache);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(assay_api::serve(listener, gateway.clone(), async {
+            let _ = stopped.await;
+        }));
+        Server {
+            addr,
+            lake,
+            gateway,
+            client: reqwest::Client::new(),
+            _dir: dir,
+            stop: Some(stop),
+        }
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Logs in and returns the bearer token.
+    pub(crate) async fn token(&self, user: (&str, &str)) -> String {
+        let res = self
+            .client
+            .post(self.url("/api/v1/login"))
+            .json(&serde_json::json!({"username": user.0, "password": user.1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let body: serde_json::Value = res.json().await.unwrap();
+        body["token"].as_str().unwrap().to_string()
+    }
+
+    /// A request with an optional bearer token and JSON body.
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> Response {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// `GET` with a token: status, `X-Cache` and the JSON body.
+    pub(crate) async fn get(&self, path: &str, token: &str) -> (u16, String, serde_json::Value) {
+        let res = self.call(Method::GET, path, Some(token), None).await;
+        let status = res.status().as_u16();
+        let cache = res
+            .headers()
+            .get("x-cache")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let text = res.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        (status, cache, body)
+    }
+}
+
+/// The values of one column of a rows response, as strings.
+pub(crate) fn column(body: &serde_json::Value, name: &str) -> Vec<String> {
+    body["rows"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no rows in {body}"))
+        .iter()
+        .map(|r| match &r[name] {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect()
+}
