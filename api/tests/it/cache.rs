@@ -20,7 +20,9 @@ async fn an_insert_deletes_exactly_the_keys_it_affects() {
 
     let (status, cache, body) = s.get(C, &reader).await;
     assert_eq!((status, cache.as_str()), (200, "miss"), "{body}");
-    assert_eq!(column(&body, "product_id"), ["30", "31"]);
+    let mut ids = column(&body, "product_id");
+    ids.sort();
+    assert_eq!(ids, ["30", "31"]);
     assert_eq!(s.get(C, &reader).await.1, "hit");
     assert_eq!(
         redis.cli(&["EXISTS", "assay:rows:gold.products:category=C"]),
@@ -59,8 +61,10 @@ async fn an_insert_deletes_exactly_the_keys_it_affects() {
     );
     let (_, cache, body) = s.get(C, &reader).await;
     assert_eq!(cache, "miss");
-    assert_eq!(column(&body, "product_id"), ["30", "31", "32"]);
-    assert_eq!(column(&body, "name")[2], "Latte glass");
+    let mut ids = column(&body, "product_id");
+    ids.sort();
+    assert_eq!(ids, ["30", "31", "32"]);
+    assert!(column(&body, "name").contains(&"Latte glass".to_string()));
     assert_eq!(s.get(A, &reader).await.1, "hit");
     assert_eq!(s.get(all, &reader).await.2["count"], 5);
 }

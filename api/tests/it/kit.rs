@@ -63,6 +63,7 @@ pub(crate) struct Server {
     pub(crate) gateway: Gateway,
     client: reqwest::Client,
     _dir: tempfile::TempDir,
+    _backend: assay_testkit::Backend,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -94,8 +95,24 @@ impl Server {
     }
 
     pub(crate) async fn start_with(cache: Cache, limits: QueryLimits) -> Server {
+        Self::start_on(assay_testkit::Backend::Local, cache, limits).await
+    }
+
+    /// A gateway over a lake on `backend` (local disk, a moto S3 bucket, an Azurite
+    /// container).
+    pub(crate) async fn start_on(
+        backend: assay_testkit::Backend,
+        cache: Cache,
+        limits: QueryLimits,
+    ) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::resolve("lake", dir.path()).unwrap();
+        let lake = match &backend {
+            assay_testkit::Backend::Local => Lake::resolve("lake", dir.path()).unwrap(),
+            _ => {
+                let root = backend.new_root("served", dir.path());
+                backend.lake(&root, dir.path())
+            }
+        };
         append(
             &lake,
             "gold.products",
@@ -149,6 +166,7 @@ impl Server {
             gateway,
             client: reqwest::Client::new(),
             _dir: dir,
+            _backend: backend,
             stop: Some(stop),
         }
     }
