@@ -142,22 +142,27 @@ impl Cache {
         tracing::warn!(operation = op, error = %e, "cache unavailable; serving uncached");
     }
 
-    /// The entry under `key` if its stamp is `stamp`; an entry with another stamp is stale
-    /// and is deleted with the rest of its table's keys.
-    pub async fn get(&self, table: &str, key: &str, stamp: &str) -> Option<Entry> {
-        let found = match &self.backend {
-            Backend::Memory { entries, .. } => entries.get(key).await,
+    /// The entry under `key` whatever its stamp; `Err` when Redis failed (counted, logged).
+    async fn fetch(&self, key: &str) -> Result<Option<Entry>, ()> {
+        match &self.backend {
+            Backend::Memory { entries, .. } => Ok(entries.get(key).await),
             Backend::Redis(conn) => {
                 let mut conn = conn.clone();
                 match conn.get::<_, Option<String>>(key).await {
-                    Ok(v) => v.and_then(|s| serde_json::from_str(&s).ok()),
+                    Ok(v) => Ok(v.and_then(|s| serde_json::from_str(&s).ok())),
                     Err(e) => {
                         self.failed("get", &e);
-                        None
+                        Err(())
                     }
                 }
             }
-        };
+        }
+    }
+
+    /// The entry under `key` if its stamp is `stamp`; an entry with another stamp is stale
+    /// and is deleted with the rest of its table's keys.
+    pub async fn get(&self, table: &str, key: &str, stamp: &str) -> Option<Entry> {
+        let found = self.fetch(key).await.ok().flatten();
         match found {
             Some(entry) if entry.stamp == stamp => {
                 self.stats.hits.fetch_add(1, Ordering::Relaxed);
@@ -274,18 +279,8 @@ impl Cache {
     pub async fn restamp(&self, table: &str, keys: &[String], from: &str, to: &str) {
         let mut stale = Vec::new();
         for key in keys {
-            let current = match &self.backend {
-                Backend::Memory { entries, .. } => entries.get(key).await,
-                Backend::Redis(conn) => {
-                    let mut conn = conn.clone();
-                    match conn.get::<_, Option<String>>(key).await {
-                        Ok(v) => v.and_then(|s| serde_json::from_str(&s).ok()),
-                        Err(e) => {
-                            self.failed("get", &e);
-                            return;
-                        }
-                    }
-                }
+            let Ok(current) = self.fetch(key).await else {
+                return;
             };
             match current {
                 Some(mut entry) if entry.stamp == from => {

@@ -5,57 +5,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{ArrayRef, Decimal128Array, Int64Array, RecordBatch, StringArray};
+use arrow::array::{ArrayRef, Int64Array, RecordBatch};
 use assay_api::{Cache, Gateway};
+use assay_engine::Lake;
 use assay_engine::access::{AccessPolicy, LocalUser, Role, Secret};
-use assay_engine::delta::{CommitInfo, WriteMode, write_frame};
 use assay_engine::query::{QueryLimits, QueryService};
 use assay_engine::session::LakeCatalog;
-use assay_engine::{Lake, TableId};
-use datafusion::prelude::SessionContext;
 use reqwest::{Method, Response};
 
 pub(crate) const ADMIN: (&str, &str) = ("admin", "admin-pw");
 pub(crate) const READER: (&str, &str) = ("ana", "reader-pw");
 pub(crate) const ENGINEER: (&str, &str) = ("eve", "engineer-pw");
 
-pub(crate) fn products(ids: &[i64], names: &[&str], cats: &[&str], cents: &[i128]) -> RecordBatch {
-    let price = Decimal128Array::from(cents.to_vec())
-        .with_precision_and_scale(10, 2)
-        .unwrap();
-    RecordBatch::try_from_iter(vec![
-        (
-            "product_id",
-            Arc::new(Int64Array::from(ids.to_vec())) as ArrayRef,
-        ),
-        (
-            "name",
-            Arc::new(StringArray::from(names.to_vec())) as ArrayRef,
-        ),
-        (
-            "category",
-            Arc::new(StringArray::from(cats.to_vec())) as ArrayRef,
-        ),
-        ("price", Arc::new(price) as ArrayRef),
-    ])
-    .unwrap()
-}
-
-/// Appends a batch in one commit, as a job would.
-pub(crate) async fn append(lake: &Lake, table: &str, batch: RecordBatch) {
-    let df = SessionContext::new().read_batch(batch).unwrap();
-    let id = TableId::parse(table).unwrap();
-    write_frame(
-        lake,
-        &id,
-        df,
-        WriteMode::Append,
-        &[],
-        &CommitInfo::new(vec![], "job"),
-    )
-    .await
-    .unwrap();
-}
+pub(crate) use assay_testkit::{append, products};
 
 pub(crate) struct Server {
     pub(crate) addr: SocketAddr,

@@ -4,15 +4,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{ArrayRef, Decimal128Array, Int64Array, RecordBatch, StringArray};
+use arrow::array::{ArrayRef, Int64Array, RecordBatch};
 use arrow_flight::sql::client::FlightSqlServiceClient;
+use assay_engine::Lake;
 use assay_engine::access::{AccessPolicy, LocalUser, Role, Secret};
-use assay_engine::delta::{CommitInfo, WriteMode, write_frame};
 use assay_engine::query::{QueryLimits, QueryService};
 use assay_engine::session::LakeCatalog;
-use assay_engine::{Lake, TableId};
 use assay_flight::AssayFlightSql;
-use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use tonic::transport::Channel;
 
@@ -35,42 +33,7 @@ impl Drop for Server {
     }
 }
 
-pub(crate) fn products(ids: &[i64], names: &[&str], cats: &[&str], cents: &[i128]) -> RecordBatch {
-    let price = Decimal128Array::from(cents.to_vec())
-        .with_precision_and_scale(10, 2)
-        .unwrap();
-    RecordBatch::try_from_iter(vec![
-        (
-            "product_id",
-            Arc::new(Int64Array::from(ids.to_vec())) as ArrayRef,
-        ),
-        (
-            "name",
-            Arc::new(StringArray::from(names.to_vec())) as ArrayRef,
-        ),
-        (
-            "category",
-            Arc::new(StringArray::from(cats.to_vec())) as ArrayRef,
-        ),
-        ("price", Arc::new(price) as ArrayRef),
-    ])
-    .unwrap()
-}
-
-pub(crate) async fn append(lake: &Lake, table: &str, batch: RecordBatch) {
-    let df = SessionContext::new().read_batch(batch).unwrap();
-    let id = TableId::parse(table).unwrap();
-    write_frame(
-        lake,
-        &id,
-        df,
-        WriteMode::Append,
-        &[],
-        &CommitInfo::new(vec![], "test"),
-    )
-    .await
-    .unwrap();
-}
+pub(crate) use assay_testkit::{append, products};
 
 impl Server {
     pub(crate) async fn start(limits: QueryLimits) -> Server {

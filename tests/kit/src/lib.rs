@@ -14,11 +14,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use assay_engine::Lake;
+use arrow::array::{ArrayRef, Decimal128Array, Int64Array, RecordBatch, StringArray};
 use assay_engine::access::Secret;
+use assay_engine::delta::{CommitInfo, WriteMode, write_frame};
 use assay_engine::storage::{
     AzureSettings, S3Settings, StorageOptions, StorageSettings, object_store_for,
 };
+use assay_engine::{Lake, TableId};
 use object_store::{ObjectStore, ObjectStoreExt};
 use url::Url;
 
@@ -476,4 +478,46 @@ impl Redis {
             .expect("redis-cli runs");
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
+}
+
+/// A `gold.products`-shaped batch: `product_id bigint, name, category, price decimal(10,2)`
+/// (prices in cents).
+pub fn products(ids: &[i64], names: &[&str], cats: &[&str], cents: &[i128]) -> RecordBatch {
+    let price = Decimal128Array::from(cents.to_vec())
+        .with_precision_and_scale(10, 2)
+        .unwrap();
+    RecordBatch::try_from_iter(vec![
+        (
+            "product_id",
+            Arc::new(Int64Array::from(ids.to_vec())) as ArrayRef,
+        ),
+        (
+            "name",
+            Arc::new(StringArray::from(names.to_vec())) as ArrayRef,
+        ),
+        (
+            "category",
+            Arc::new(StringArray::from(cats.to_vec())) as ArrayRef,
+        ),
+        ("price", Arc::new(price) as ArrayRef),
+    ])
+    .unwrap()
+}
+
+/// Appends a batch to `layer.table` in one commit, as a job would.
+pub async fn append(lake: &Lake, table: &str, batch: RecordBatch) {
+    let df = datafusion::prelude::SessionContext::new()
+        .read_batch(batch)
+        .unwrap();
+    let id = TableId::parse(table).unwrap();
+    write_frame(
+        lake,
+        &id,
+        df,
+        WriteMode::Append,
+        &[],
+        &CommitInfo::new(vec![], "test"),
+    )
+    .await
+    .unwrap();
 }
