@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{ArrayRef, Int64Array, RecordBatch};
 use assay_api::{Cache, Gateway};
 use assay_engine::Lake;
 use assay_engine::access::{AccessPolicy, LocalUser, Role, Secret};
@@ -68,39 +67,7 @@ impl Server {
         limits: QueryLimits,
     ) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let lake = match &backend {
-            assay_testkit::Backend::Local => Lake::resolve("lake", dir.path()).unwrap(),
-            _ => {
-                let root = backend.new_root("served", dir.path());
-                backend.lake(&root, dir.path())
-            }
-        };
-        append(
-            &lake,
-            "gold.products",
-            products(
-                &[10, 20, 30, 31],
-                &[
-                    "Espresso beans",
-                    "Burr grinder",
-                    "Ceramic mug",
-                    "Travel tumbler",
-                ],
-                &["A", "B", "C", "C"],
-                &[2450, 8900, 990, 1990],
-            ),
-        )
-        .await;
-        append(
-            &lake,
-            "silver.orders",
-            RecordBatch::try_from_iter(vec![(
-                "order_id",
-                Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef,
-            )])
-            .unwrap(),
-        )
-        .await;
+        let lake = assay_testkit::seeded_lake(&backend, dir.path()).await;
         let user = |(name, pw): (&str, &str), role| LocalUser {
             name: name.into(),
             password: Secret::new(pw),

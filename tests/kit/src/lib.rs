@@ -521,3 +521,38 @@ pub async fn append(lake: &Lake, table: &str, batch: RecordBatch) {
     .await
     .unwrap();
 }
+
+/// A lake on `backend` (under `dir` for local disk) holding the servers' test tables:
+/// `gold.products` (4 rows, categories A, B, C, C) and `silver.orders` (2 rows).
+pub async fn seeded_lake(backend: &Backend, dir: &Path) -> Lake {
+    let lake = match backend {
+        Backend::Local => Lake::resolve("lake", dir).unwrap(),
+        _ => {
+            let root = backend.new_root("served", dir);
+            backend.lake(&root, dir)
+        }
+    };
+    append(
+        &lake,
+        "gold.products",
+        products(
+            &[10, 20, 30, 31],
+            &[
+                "Espresso beans",
+                "Burr grinder",
+                "Ceramic mug",
+                "Travel tumbler",
+            ],
+            &["A", "B", "C", "C"],
+            &[2450, 8900, 990, 1990],
+        ),
+    )
+    .await;
+    let orders = RecordBatch::try_from_iter(vec![(
+        "order_id",
+        Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef,
+    )])
+    .unwrap();
+    append(&lake, "silver.orders", orders).await;
+    lake
+}
