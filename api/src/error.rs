@@ -25,6 +25,15 @@ pub enum ApiError {
     /// A table that does not exist or that the caller cannot see.
     #[error("{0}")]
     NotFound(String),
+    /// The `Accept` header names no format the gateway can produce.
+    #[error("{0}")]
+    NotAcceptable(String),
+    /// The resource exists already (a taken user name).
+    #[error("{0}")]
+    Conflict(String),
+    /// A backend the request needs (the account store, the OIDC issuer) is unreachable.
+    #[error("{0}")]
+    Unavailable(String),
     /// The result would exceed the row limit.
     #[error("{0}")]
     TooLarge(String),
@@ -44,6 +53,9 @@ impl ApiError {
             ApiError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "not_acceptable"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::TooLarge(_) => (StatusCode::UNPROCESSABLE_ENTITY, "too_many_rows"),
             ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -83,7 +95,15 @@ impl From<QueryError> for ApiError {
 
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
-        ApiError::Unauthenticated(e.to_string())
+        let message = e.to_string();
+        match e {
+            AuthError::BadCredentials | AuthError::BadToken => ApiError::Unauthenticated(message),
+            AuthError::Inactive(_) | AuthError::Forbidden(_) => ApiError::Forbidden(message),
+            AuthError::Invalid(_) => ApiError::BadRequest(message),
+            AuthError::Conflict(_) => ApiError::Conflict(message),
+            AuthError::NotFound(_) => ApiError::NotFound(message),
+            AuthError::Unavailable => ApiError::Unavailable(message),
+        }
     }
 }
 

@@ -15,9 +15,14 @@
 pub mod cache;
 mod catalog;
 pub mod error;
+pub mod format;
+pub mod metrics;
+pub mod openapi;
 pub mod params;
 mod rows;
+mod runs;
 mod sql;
+mod users;
 
 use std::sync::Arc;
 
@@ -44,6 +49,8 @@ pub struct Gateway {
     pub cache: Arc<Cache>,
     /// Most rows one `rows` or `query` response may carry.
     pub max_rows: usize,
+    /// Starts runs for `POST /runs`; without one the endpoint answers 404.
+    pub launcher: Option<assay_engine::launcher::Launcher>,
 }
 
 impl Gateway {
@@ -56,7 +63,14 @@ impl Gateway {
             policy,
             cache: Arc::new(cache),
             max_rows,
+            launcher: None,
         }
+    }
+
+    /// Lets `POST /runs` start runs with `launcher`.
+    pub fn with_launcher(mut self, launcher: assay_engine::launcher::Launcher) -> Self {
+        self.launcher = Some(launcher);
+        self
     }
 }
 
@@ -68,18 +82,24 @@ impl FromRequestParts<Gateway> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Gateway) -> Result<Self> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| ApiError::Unauthenticated("missing bearer token".into()))?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .ok_or_else(|| {
-                ApiError::Unauthenticated("expected `Authorization: Bearer <token>`".into())
-            })?;
-        Ok(Caller(state.policy.verify_token(token.trim())?))
+        let api_key = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok());
+        let token = match (parts.headers.get(header::AUTHORIZATION), api_key) {
+            (Some(h), _) => {
+                let h = h.to_str().unwrap_or("");
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+                    .ok_or_else(|| {
+                        ApiError::Unauthenticated("expected `Authorization: Bearer <token>`".into())
+                    })?
+            }
+            (None, Some(key)) => key,
+            (None, None) => {
+                return Err(ApiError::Unauthenticated(
+                    "missing bearer token (or X-API-Key)".into(),
+                ));
+            }
+        };
+        Ok(Caller(state.policy.verify_token(token.trim()).await?))
     }
 }
 
@@ -95,28 +115,6 @@ impl Caller {
             )))
         }
     }
-}
-
-#[derive(serde::Deserialize)]
-struct Login {
-    username: String,
-    password: String,
-}
-
-async fn login(
-    State(gw): State<Gateway>,
-    body: std::result::Result<axum::Json<Login>, axum::extract::rejection::JsonRejection>,
-) -> Result<Response> {
-    let axum::Json(login) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let principal = gw.policy.authenticate(&login.username, &login.password)?;
-    let token = gw.policy.issue_token(&principal);
-    Ok(axum::Json(serde_json::json!({
-        "token": token,
-        "token_type": "Bearer",
-        "user": principal.name,
-        "role": principal.role,
-    }))
-    .into_response())
 }
 
 async fn health() -> Response {
@@ -147,20 +145,31 @@ async fn not_found() -> ApiError {
 /// The gateway's routes: `/health` and `/ready` at the root, the API under `/api/v1`.
 pub fn router(gw: Gateway) -> Router {
     let api = Router::new()
-        .route("/login", post(login))
+        .route("/signup", post(users::signup))
+        .route("/login", post(users::login))
+        .route("/users", get(users::list).post(users::create))
+        .route("/users/{name}", axum::routing::patch(users::update))
+        .route("/api-keys", get(users::list_keys).post(users::create_key))
+        .route("/api-keys/{id}", axum::routing::delete(users::revoke_key))
         .route("/catalog", get(catalog::catalog))
         .route("/tables/{table}", get(catalog::table))
         .route(
             "/tables/{table}/rows",
             get(rows::get_rows).post(rows::post_rows),
         )
-        .route("/query", post(sql::query));
+        .route("/query", post(sql::query))
+        .route("/runs", get(runs::list).post(runs::start))
+        .route("/runs/{id}", get(runs::get))
+        .route("/openapi.json", get(openapi::serve));
+    metrics::handle();
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/metrics", get(metrics::render))
         .nest("/api/v1", api)
         .fallback(not_found)
         .layer(axum::middleware::map_response(no_store_on_errors))
+        .layer(axum::middleware::from_fn(metrics::track))
         .with_state(gw)
 }
 

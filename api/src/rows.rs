@@ -23,6 +23,7 @@ use sha2::Digest;
 use crate::cache::{Entry, rows_key, rows_query_of};
 use crate::catalog::visible_table;
 use crate::error::{ApiError, Result};
+use crate::format::{Format, stream_response};
 use crate::params::{Op, RowsQuery};
 use crate::{Caller, Gateway};
 
@@ -76,11 +77,7 @@ where
 {
     let tag = etag(key, stamp);
     if matches_etag(headers, &tag) {
-        let mut res = StatusCode::NOT_MODIFIED.into_response();
-        if let Ok(v) = HeaderValue::from_str(&tag) {
-            res.headers_mut().insert(header::ETAG, v);
-        }
-        return Ok(res);
+        return Ok(not_modified(&tag));
     }
     if let Some(entry) = gw.cache.get(table, key, stamp).await {
         return Ok(respond(entry, key, "hit"));
@@ -191,7 +188,13 @@ pub(crate) fn json_rows(batches: &[RecordBatch]) -> Result<String> {
     String::from_utf8(buf).map_err(ApiError::internal)
 }
 
-async fn compute_rows(gw: &Gateway, caller: &Caller, id: &TableId, q: &RowsQuery) -> Result<Entry> {
+/// The table's version and the filtered, ordered, paged scan for `q`.
+async fn plan_rows(
+    gw: &Gateway,
+    caller: &Caller,
+    id: &TableId,
+    q: &RowsQuery,
+) -> Result<(i64, DataFrame)> {
     let lake = gw.query.catalog().lake();
     let table = lake
         .open(id)
@@ -200,7 +203,11 @@ async fn compute_rows(gw: &Gateway, caller: &Caller, id: &TableId, q: &RowsQuery
     let version = delta::version(&table);
     let ctx = gw.query.session(&caller.0)?;
     let df = delta::scan(id, &table, &ctx, None).await?;
-    let df = apply(df, q)?;
+    Ok((version, apply(df, q)?))
+}
+
+async fn compute_rows(gw: &Gateway, caller: &Caller, id: &TableId, q: &RowsQuery) -> Result<Entry> {
+    let (version, df) = plan_rows(gw, caller, id, q).await?;
     let stream = gw.query.execute(df).await?;
     let batches: Vec<RecordBatch> = stream
         .try_collect()
@@ -238,10 +245,34 @@ pub(crate) async fn get_rows(
         .ok_or_else(|| ApiError::NotFound(format!("table {id} not found")))?;
     let table = id.to_string();
     let key = rows_key(&table, &q.normalized);
-    cached_or(&gw, &table, &key, &version.to_string(), &headers, || {
-        compute_rows(&gw, &caller, &id, &q)
-    })
-    .await
+    let format = Format::negotiate(&headers)?;
+    if format == Format::Json {
+        return cached_or(&gw, &table, &key, &version.to_string(), &headers, || {
+            compute_rows(&gw, &caller, &id, &q)
+        })
+        .await;
+    }
+    // CSV, Arrow and Parquet stream from the scan, uncached; the ETag still answers 304.
+    let tag = etag(&format!("{key}#{}", format.name()), &version.to_string());
+    if matches_etag(&headers, &tag) {
+        return Ok(not_modified(&tag));
+    }
+    let (version, df) = plan_rows(&gw, &caller, &id, &q).await?;
+    let tag = etag(&format!("{key}#{}", format.name()), &version.to_string());
+    let stream = gw.query.execute(df).await?;
+    let mut extra = vec![("x-cache", HeaderValue::from_static("bypass"))];
+    if let Ok(v) = HeaderValue::from_str(&tag) {
+        extra.push(("etag", v));
+    }
+    stream_response(format, stream, None, extra).await
+}
+
+fn not_modified(tag: &str) -> Response {
+    let mut res = StatusCode::NOT_MODIFIED.into_response();
+    if let Ok(v) = HeaderValue::from_str(tag) {
+        res.headers_mut().insert(header::ETAG, v);
+    }
+    res
 }
 
 /// Checks every row against the table's schema: 400 naming the row (0-based) and field.

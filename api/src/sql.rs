@@ -4,10 +4,12 @@ use arrow::array::RecordBatch;
 use assay_engine::query::QueryError;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 
 use crate::error::{ApiError, Result};
+use crate::format::{Format, stream_response};
 use crate::rows::json_rows;
 use crate::{Caller, Gateway};
 
@@ -18,14 +20,17 @@ struct QueryBody {
     limit: Option<usize>,
 }
 
-/// `POST /api/v1/query` with `{"sql": "...", "limit": 100}`: the rows as JSON, at most
+/// `POST /api/v1/query` with `{"sql": "...", "limit": 100}`: the rows (JSON, or CSV / Arrow /
+/// Parquet streamed by `Accept`), at most
 /// `limit` (default and maximum: the gateway's row limit); `truncated` says when more rows
 /// were left out.
 pub(crate) async fn query(
     State(gw): State<Gateway>,
     caller: Caller,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response> {
+    let format = Format::negotiate(&headers)?;
     let body: QueryBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("body: {e} (expected {{\"sql\": \"...\"}})")))?;
     let limit = body.limit.unwrap_or(gw.max_rows);
@@ -36,6 +41,10 @@ pub(crate) async fn query(
         )));
     }
     let df = gw.query.plan(&caller.0, &body.sql, None).await?;
+    if format != Format::Json {
+        let stream = gw.query.execute(df).await?;
+        return stream_response(format, stream, Some(limit), Vec::new()).await;
+    }
     let columns: Vec<serde_json::Value> = df
         .schema()
         .fields()

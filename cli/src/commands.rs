@@ -40,7 +40,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 http_addr,
                 keep_views,
             };
-            crate::serve::serve(&project, lake, args).await?;
+            crate::serve::serve(&project, lake, pipeline, args).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Ls => {

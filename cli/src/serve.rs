@@ -2,19 +2,17 @@
 //! access policy for both, stopped together by Ctrl-C or SIGTERM.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use assay_api::{Cache, Gateway};
 use assay_engine::Lake;
 use assay_engine::access::AccessPolicy;
 use assay_engine::config::Project;
+use assay_engine::launcher::Launcher;
 use assay_engine::query::QueryService;
 use assay_engine::session::LakeCatalog;
+use assay_engine::users::UserStore;
 use assay_flight::AssayFlightSql;
-
-/// Bearer tokens issued by the handshake live this long.
-const TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
 
 /// Addresses and switches from the command line (each overrides `[serve]`).
 pub(crate) struct ServeArgs {
@@ -23,20 +21,18 @@ pub(crate) struct ServeArgs {
     pub(crate) keep_views: bool,
 }
 
-pub(crate) async fn serve(project: &Project, lake: Lake, args: ServeArgs) -> Result<()> {
+pub(crate) async fn serve(
+    project: &Project,
+    lake: Lake,
+    pipeline: assay_engine::dag::Pipeline,
+    args: ServeArgs,
+) -> Result<()> {
     let ServeArgs {
         flight_addr,
         http_addr,
         keep_views,
     } = args;
-    let users = project.local_users(|k| std::env::var(k).ok())?;
-    if users.is_empty() {
-        bail!(
-            "no users: set ASSAY_ADMIN_USER and ASSAY_ADMIN_PASSWORD (the bootstrap admin) \
-             or add [[users]] to assay.toml"
-        );
-    }
-    let policy = Arc::new(AccessPolicy::new(users, TOKEN_TTL));
+    let policy = Arc::new(access_policy(project, &lake).await?);
     let catalog = LakeCatalog::load(lake.clone())
         .await
         .with_context(|| format!("opening lake {}", lake.root()))?;
@@ -70,7 +66,8 @@ pub(crate) async fn serve(project: &Project, lake: Lake, args: ServeArgs) -> Res
         http_listener.local_addr()?,
         cache.kind()
     );
-    let gateway = Gateway::new(query, policy, cache);
+    let launcher = Launcher::new(pipeline, project.run.clone(), lake.clone());
+    let gateway = Gateway::new(query, policy, cache).with_launcher(launcher);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -92,6 +89,49 @@ pub(crate) async fn serve(project: &Project, lake: Lake, args: ServeArgs) -> Res
         .context("REST gateway")?;
     eprintln!("shut down");
     Ok(())
+}
+
+/// Config users, the lake's accounts (with the bootstrap admin created on first start), the
+/// JWT secret and the OIDC issuer: one policy for Flight SQL and REST.
+async fn access_policy(project: &Project, lake: &Lake) -> Result<AccessPolicy> {
+    let env = |k: &str| std::env::var(k).ok();
+    let users = project.local_users(env)?;
+    let has_config_users = !users.is_empty();
+    let auth = &project.auth;
+    let mut policy = AccessPolicy::new(users, auth.token_ttl)
+        .with_store(UserStore::new(lake.clone()), auth.signup);
+    match project.jwt_secret(env)? {
+        Some(secret) => policy = policy.with_secret(secret.expose().as_bytes()),
+        None => tracing::warn!(
+            variable = %auth.jwt_secret_env,
+            "no JWT secret set: tokens are signed with a random key and end with this process"
+        ),
+    }
+    if let Some(oidc) = &auth.oidc {
+        policy = policy.with_oidc(oidc.clone());
+    }
+    let store = policy.store().cloned();
+    if let Some((name, password)) = project.bootstrap_admin(env) {
+        if policy
+            .bootstrap_admin(&name, password.expose())
+            .await
+            .map_err(|e| anyhow::anyhow!("creating the bootstrap admin `{name}`: {e}"))?
+        {
+            eprintln!("created admin account `{name}` in _system.users");
+        }
+    } else if !has_config_users
+        && let Some(store) = store
+        && store
+            .is_empty()
+            .await
+            .with_context(|| format!("reading _system.users in {}", lake.root()))?
+    {
+        bail!(
+            "no users: set ASSAY_ADMIN_USER and ASSAY_ADMIN_PASSWORD (the bootstrap admin) \
+             or add [[users]] to assay.toml"
+        );
+    }
+    Ok(policy)
 }
 
 async fn shutdown_signal() {

@@ -2,16 +2,28 @@
 //!
 //! Roles: `reader` sees `gold`; `engineer` sees `silver` and `gold`; `admin` sees every
 //! layer (including `bronze` and `_system`) and may trigger runs and write rows.
+//!
+//! Callers prove who they are with a password (config users from `[[users]]`, or accounts
+//! in `_system.users`), and then with a bearer token, one of:
+//! - a JWT this policy issued (HS256 with the server's secret, issuer `assay`);
+//! - a JWT from an external OIDC issuer, checked against its JWKS (fetched and cached);
+//! - an API key `ak_<id>_<secret>` (only its SHA-256 is stored).
+//!
+//! Every token is re-checked against the account's current state: a deactivated account's
+//! tokens and keys stop working (403), and a role change applies to the next request.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
 use crate::table::Layer;
+use crate::users::{UserRecord, UserStore, hash_key_secret, verify_password};
 
 /// What a principal may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Sees gold.
@@ -39,6 +51,16 @@ impl Role {
             .filter(|l| self.can_read(*l))
             .collect()
     }
+
+    /// Parses `reader`, `engineer` or `admin`.
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "reader" => Some(Role::Reader),
+            "engineer" => Some(Role::Engineer),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
 }
 
 /// An authenticated caller.
@@ -48,6 +70,17 @@ pub struct Principal {
     pub name: String,
     /// Role.
     pub role: Role,
+}
+
+/// Compares in time independent of where the inputs differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= usize::from(x ^ y);
+    }
+    diff == 0
 }
 
 /// A password that never prints.
@@ -64,19 +97,6 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
-
-    /// Compares in time independent of where the inputs differ.
-    fn matches(&self, other: &str) -> bool {
-        let a = self.0.as_bytes();
-        let b = other.as_bytes();
-        let mut diff = a.len() ^ b.len();
-        for i in 0..a.len().max(b.len()) {
-            let x = a.get(i).copied().unwrap_or(0);
-            let y = b.get(i).copied().unwrap_or(0);
-            diff |= usize::from(x ^ y);
-        }
-        diff == 0
-    }
 }
 
 impl fmt::Debug for Secret {
@@ -85,7 +105,7 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// A local user (the bootstrap admin, or one from the project's `[[users]]`).
+/// A local user (one from the project's `[[users]]`).
 #[derive(Debug, Clone)]
 pub struct LocalUser {
     /// User name.
@@ -96,74 +116,510 @@ pub struct LocalUser {
     pub role: Role,
 }
 
-/// Why authentication failed (deliberately vague towards clients).
+/// Who may create an account with `POST /signup`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignupPolicy {
+    /// Anyone; the account is inactive until an admin activates it.
+    #[default]
+    Approval,
+    /// Anyone; the account is active at once (role `reader`).
+    Open,
+    /// Nobody; admins create accounts.
+    Closed,
+}
+
+/// An external OIDC issuer whose tokens are accepted (`[auth.oidc]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcSettings {
+    /// The `iss` the tokens must carry.
+    pub issuer: String,
+    /// The `aud` the tokens must carry.
+    pub audience: String,
+    /// Where the issuer publishes its signing keys.
+    pub jwks_url: String,
+    /// The claim that names the user (falls back to `sub`).
+    pub username_claim: String,
+    /// The claim holding the role (a string or a list); `default_role` when absent.
+    pub role_claim: String,
+    /// The role of OIDC users whose token names none.
+    pub default_role: Role,
+    /// How long fetched keys are trusted before they are fetched again.
+    pub jwks_ttl: Duration,
+}
+
+/// Why authentication or an account operation failed (vague where it must be).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     /// Unknown user or wrong password.
     #[error("invalid user name or password")]
     BadCredentials,
-    /// No token, an unknown one, or an expired one.
+    /// No token, an unknown one, a forged or expired one.
     #[error("missing, invalid or expired token")]
     BadToken,
+    /// The account exists but is not active.
+    #[error("account `{0}` is inactive: an admin must activate it")]
+    Inactive(String),
+    /// The operation is not allowed (closed signup, not an admin, not the owner).
+    #[error("{0}")]
+    Forbidden(String),
+    /// A malformed user name, password or role.
+    #[error("{0}")]
+    Invalid(String),
+    /// The user name is taken.
+    #[error("user `{0}` already exists")]
+    Conflict(String),
+    /// No such account or key.
+    #[error("{0}")]
+    NotFound(String),
+    /// The account store or the OIDC issuer could not be reached (details are logged).
+    #[error("authentication is unavailable")]
+    Unavailable,
+}
+
+fn unavailable(e: impl fmt::Display) -> AuthError {
+    tracing::error!(error = %e, "authentication backend failed");
+    AuthError::Unavailable
+}
+
+/// The issuer our own JWTs carry.
+pub const ISSUER: &str = "assay";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    role: Role,
+    iss: String,
+    iat: u64,
+    exp: u64,
+}
+
+struct Keys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+impl Keys {
+    fn from_secret(secret: &[u8]) -> Self {
+        Keys {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+        }
+    }
+}
+
+/// Fetched JWKS, kept `jwks_ttl`; an unknown `kid` refetches at most every 10 s.
+struct Jwks {
+    settings: OidcSettings,
+    http: reqwest::Client,
+    cached: tokio::sync::Mutex<Option<(Instant, jsonwebtoken::jwk::JwkSet)>>,
+}
+
+const REFETCH_AFTER: Duration = Duration::from_secs(10);
+
+const ASYMMETRIC: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+impl Jwks {
+    async fn fetch(&self) -> Result<jsonwebtoken::jwk::JwkSet, AuthError> {
+        let res = self
+            .http
+            .get(&self.settings.jwks_url)
+            .send()
+            .await
+            .map_err(|e| unavailable(format!("JWKS {}: {e}", self.settings.jwks_url)))?;
+        if !res.status().is_success() {
+            return Err(unavailable(format!(
+                "JWKS {}: HTTP {}",
+                self.settings.jwks_url,
+                res.status()
+            )));
+        }
+        res.json()
+            .await
+            .map_err(|e| unavailable(format!("JWKS {}: {e}", self.settings.jwks_url)))
+    }
+
+    async fn key(&self, kid: Option<&str>) -> Result<jsonwebtoken::jwk::Jwk, AuthError> {
+        let find = |set: &jsonwebtoken::jwk::JwkSet| match kid {
+            Some(k) => set.find(k).cloned(),
+            None if set.keys.len() == 1 => set.keys.first().cloned(),
+            None => None,
+        };
+        let mut cached = self.cached.lock().await;
+        if let Some((at, set)) = cached.as_ref() {
+            let age = at.elapsed();
+            if age < self.settings.jwks_ttl {
+                if let Some(k) = find(set) {
+                    return Ok(k);
+                }
+                if age < REFETCH_AFTER {
+                    return Err(AuthError::BadToken);
+                }
+            }
+        }
+        let set = self.fetch().await?;
+        let key = find(&set);
+        *cached = Some((Instant::now(), set));
+        key.ok_or(AuthError::BadToken)
+    }
 }
 
 /// Users, tokens and what each role may see.
-#[derive(Debug)]
 pub struct AccessPolicy {
     users: HashMap<String, LocalUser>,
-    tokens: Mutex<HashMap<String, (Principal, Instant)>>,
+    store: Option<UserStore>,
+    signup: SignupPolicy,
+    keys: Keys,
+    oidc: Option<Jwks>,
     token_ttl: Duration,
 }
 
+impl fmt::Debug for AccessPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessPolicy")
+            .field("users", &self.users.keys().collect::<Vec<_>>())
+            .field("store", &self.store.is_some())
+            .field("signup", &self.signup)
+            .field("oidc", &self.oidc.as_ref().map(|o| &o.settings.issuer))
+            .field("token_ttl", &self.token_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+fn random_secret() -> Vec<u8> {
+    let mut s = uuid::Uuid::new_v4().as_bytes().to_vec();
+    s.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    s
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Checks a new account's name and password: 400 naming the rule otherwise.
+fn check_new_account(name: &str, password: &str) -> Result<(), AuthError> {
+    let name_ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+    if !name_ok {
+        return Err(AuthError::Invalid(
+            "username: 1 to 64 characters from letters, digits, `.`, `_`, `-`, `@`".into(),
+        ));
+    }
+    if password.chars().count() < 8 {
+        return Err(AuthError::Invalid("password: at least 8 characters".into()));
+    }
+    Ok(())
+}
+
 impl AccessPolicy {
-    /// A policy over the given local users; tokens live `token_ttl`.
+    /// A policy over the given config users; tokens live `token_ttl` and are signed with a
+    /// random per-process secret until [`AccessPolicy::with_secret`] sets one.
     pub fn new(users: Vec<LocalUser>, token_ttl: Duration) -> Self {
         AccessPolicy {
             users: users.into_iter().map(|u| (u.name.clone(), u)).collect(),
-            tokens: Mutex::new(HashMap::new()),
+            store: None,
+            signup: SignupPolicy::Closed,
+            keys: Keys::from_secret(&random_secret()),
+            oidc: None,
             token_ttl,
         }
+    }
+
+    /// Signs and checks our JWTs with `secret` (so tokens survive restarts and work on
+    /// every gateway that shares it).
+    pub fn with_secret(mut self, secret: &[u8]) -> Self {
+        self.keys = Keys::from_secret(secret);
+        self
+    }
+
+    /// Keeps accounts and API keys in the lake, with the given signup policy.
+    pub fn with_store(mut self, store: UserStore, signup: SignupPolicy) -> Self {
+        self.store = Some(store);
+        self.signup = signup;
+        self
+    }
+
+    /// Accepts tokens from an external OIDC issuer.
+    pub fn with_oidc(mut self, settings: OidcSettings) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        self.oidc = Some(Jwks {
+            settings,
+            http,
+            cached: tokio::sync::Mutex::new(None),
+        });
+        self
+    }
+
+    /// The account store, when accounts live in the lake.
+    pub fn store(&self) -> Option<&UserStore> {
+        self.store.as_ref()
+    }
+
+    /// Who may sign up.
+    pub fn signup_policy(&self) -> SignupPolicy {
+        self.signup
+    }
+
+    /// How long issued tokens live.
+    pub fn token_ttl(&self) -> Duration {
+        self.token_ttl
+    }
+
+    fn store_or_forbidden(&self) -> Result<&UserStore, AuthError> {
+        self.store
+            .as_ref()
+            .ok_or_else(|| AuthError::Forbidden("this server keeps no accounts".into()))
+    }
+
+    /// Creates the first admin in the store unless an account of that name exists; true when
+    /// it was created.
+    ///
+    /// # Errors
+    /// A bad name or password, or the store failed.
+    pub async fn bootstrap_admin(&self, name: &str, password: &str) -> Result<bool, AuthError> {
+        let store = self.store_or_forbidden()?;
+        check_new_account(name, password)?;
+        if store.user(name).await.map_err(unavailable)?.is_some() {
+            return Ok(false);
+        }
+        let created = store
+            .create(name, password, Role::Admin, true, "bootstrap")
+            .await
+            .map_err(unavailable)?;
+        Ok(created.is_some())
+    }
+
+    /// `POST /signup`: creates an account by the signup policy (`reader`; inactive under
+    /// `approval`).
+    ///
+    /// # Errors
+    /// Signup closed (403), a bad name or password (400), a taken name (409).
+    pub async fn signup(&self, name: &str, password: &str) -> Result<UserRecord, AuthError> {
+        let store = self.store_or_forbidden()?;
+        if self.signup == SignupPolicy::Closed {
+            return Err(AuthError::Forbidden(
+                "signup is closed on this server: ask an admin for an account".into(),
+            ));
+        }
+        check_new_account(name, password)?;
+        if self.users.contains_key(name) {
+            return Err(AuthError::Conflict(name.into()));
+        }
+        let active = self.signup == SignupPolicy::Open;
+        store
+            .create(name, password, Role::Reader, active, "signup")
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| AuthError::Conflict(name.into()))
+    }
+
+    /// Creates an account as an admin (`by`), active at once.
+    ///
+    /// # Errors
+    /// As [`AccessPolicy::signup`], except that the policy does not apply.
+    pub async fn create_user(
+        &self,
+        name: &str,
+        password: &str,
+        role: Role,
+        by: &str,
+    ) -> Result<UserRecord, AuthError> {
+        let store = self.store_or_forbidden()?;
+        check_new_account(name, password)?;
+        if self.users.contains_key(name) {
+            return Err(AuthError::Conflict(name.into()));
+        }
+        store
+            .create(name, password, role, true, by)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| AuthError::Conflict(name.into()))
     }
 
     /// Checks a user name and password.
     ///
     /// # Errors
-    /// [`AuthError::BadCredentials`], the same for an unknown user and a wrong password.
-    pub fn authenticate(&self, name: &str, password: &str) -> Result<Principal, AuthError> {
-        match self.users.get(name) {
-            Some(u) if u.password.matches(password) => Ok(Principal {
-                name: u.name.clone(),
-                role: u.role,
-            }),
-            _ => Err(AuthError::BadCredentials),
+    /// [`AuthError::BadCredentials`], the same for an unknown user and a wrong password;
+    /// [`AuthError::Inactive`] for a right password on an inactive account.
+    pub async fn authenticate(&self, name: &str, password: &str) -> Result<Principal, AuthError> {
+        if let Some(u) = self.users.get(name) {
+            return if same(u.password.expose().as_bytes(), password.as_bytes()) {
+                Ok(Principal {
+                    name: u.name.clone(),
+                    role: u.role,
+                })
+            } else {
+                Err(AuthError::BadCredentials)
+            };
         }
+        let Some(store) = &self.store else {
+            return Err(AuthError::BadCredentials);
+        };
+        let Some(record) = store.user(name).await.map_err(unavailable)? else {
+            return Err(AuthError::BadCredentials);
+        };
+        let Some(hash) = record.password_hash.clone() else {
+            return Err(AuthError::BadCredentials);
+        };
+        let password = password.to_string();
+        let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+            .await
+            .map_err(unavailable)?;
+        if !ok {
+            return Err(AuthError::BadCredentials);
+        }
+        if !record.is_active {
+            return Err(AuthError::Inactive(record.name));
+        }
+        Ok(Principal {
+            role: record.effective_role(),
+            name: record.name,
+        })
     }
 
-    /// Issues a bearer token for a principal.
-    pub fn issue_token(&self, principal: &Principal) -> String {
-        let token = format!(
-            "{}{}",
-            uuid::Uuid::new_v4().simple(),
-            uuid::Uuid::new_v4().simple()
-        );
-        if let Ok(mut tokens) = self.tokens.lock() {
-            let now = Instant::now();
-            tokens.retain(|_, (_, expires)| *expires > now);
-            tokens.insert(token.clone(), (principal.clone(), now + self.token_ttl));
-        }
-        token
-    }
-
-    /// The principal a bearer token was issued to.
+    /// Issues a bearer token (a JWT signed with the server's secret) for a principal.
     ///
     /// # Errors
-    /// [`AuthError::BadToken`] for unknown or expired tokens.
-    pub fn verify_token(&self, token: &str) -> Result<Principal, AuthError> {
-        let tokens = self.tokens.lock().map_err(|_| AuthError::BadToken)?;
-        match tokens.get(token) {
-            Some((p, expires)) if *expires > Instant::now() => Ok(p.clone()),
-            _ => Err(AuthError::BadToken),
+    /// Signing failed (a bug).
+    pub fn issue_token(&self, principal: &Principal) -> Result<String, AuthError> {
+        self.issue_token_with(principal, now_secs(), self.token_ttl)
+    }
+
+    /// Issues a token as of `iat` (seconds since the epoch) that lives `ttl`; for tests of
+    /// expiry.
+    ///
+    /// # Errors
+    /// Signing failed (a bug).
+    pub fn issue_token_with(
+        &self,
+        principal: &Principal,
+        iat: u64,
+        ttl: Duration,
+    ) -> Result<String, AuthError> {
+        let claims = Claims {
+            sub: principal.name.clone(),
+            role: principal.role,
+            iss: ISSUER.into(),
+            iat,
+            exp: iat + ttl.as_secs(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.keys.encoding)
+            .map_err(unavailable)
+    }
+
+    /// The principal a bearer token stands for, as of the account's current state.
+    ///
+    /// # Errors
+    /// [`AuthError::BadToken`] for unknown, forged, `alg: none` or expired tokens;
+    /// [`AuthError::Inactive`] when the account was deactivated.
+    pub async fn verify_token(&self, token: &str) -> Result<Principal, AuthError> {
+        if let Some(rest) = token.strip_prefix("ak_") {
+            return self.verify_api_key(rest).await;
         }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::BadToken)?;
+        if header.alg == Algorithm::HS256 {
+            let mut v = Validation::new(Algorithm::HS256);
+            v.set_issuer(&[ISSUER]);
+            v.set_required_spec_claims(&["exp", "iss", "sub"]);
+            v.leeway = 5;
+            let data = jsonwebtoken::decode::<Claims>(token, &self.keys.decoding, &v)
+                .map_err(|_| AuthError::BadToken)?;
+            return self.current(&data.claims.sub, None).await;
+        }
+        let Some(oidc) = &self.oidc else {
+            return Err(AuthError::BadToken);
+        };
+        if !ASYMMETRIC.contains(&header.alg) {
+            return Err(AuthError::BadToken);
+        }
+        let jwk = oidc.key(header.kid.as_deref()).await?;
+        let key = DecodingKey::from_jwk(&jwk).map_err(|_| AuthError::BadToken)?;
+        let mut v = Validation::new(header.alg);
+        v.set_issuer(&[&oidc.settings.issuer]);
+        v.set_audience(&[&oidc.settings.audience]);
+        v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        v.leeway = 30;
+        let data = jsonwebtoken::decode::<serde_json::Value>(token, &key, &v)
+            .map_err(|_| AuthError::BadToken)?;
+        let claims = data.claims;
+        let name = claims
+            .get(&oidc.settings.username_claim)
+            .or_else(|| claims.get("sub"))
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+            .ok_or(AuthError::BadToken)?
+            .to_string();
+        let role = match claims.get(&oidc.settings.role_claim) {
+            Some(serde_json::Value::String(s)) => Role::parse(s),
+            Some(serde_json::Value::Array(list)) => list
+                .iter()
+                .filter_map(|v| v.as_str().and_then(Role::parse))
+                .max(),
+            _ => None,
+        }
+        .unwrap_or(oidc.settings.default_role);
+        self.current(&name, Some(role)).await
+    }
+
+    /// The principal for `name` now: config users keep their role; stored accounts must be
+    /// active and act with their current role; `external` is the role an OIDC token names
+    /// for a user the lake does not know.
+    async fn current(&self, name: &str, external: Option<Role>) -> Result<Principal, AuthError> {
+        if let Some(u) = self.users.get(name) {
+            return Ok(Principal {
+                name: u.name.clone(),
+                role: u.role,
+            });
+        }
+        let record = match &self.store {
+            Some(store) => store.user(name).await.map_err(unavailable)?,
+            None => None,
+        };
+        match (record, external) {
+            (Some(r), _) if !r.is_active => Err(AuthError::Inactive(r.name)),
+            (Some(r), _) => Ok(Principal {
+                role: r.effective_role(),
+                name: r.name,
+            }),
+            (None, Some(role)) => Ok(Principal {
+                name: name.to_string(),
+                role,
+            }),
+            (None, None) => Err(AuthError::BadToken),
+        }
+    }
+
+    async fn verify_api_key(&self, rest: &str) -> Result<Principal, AuthError> {
+        let store = self.store.as_ref().ok_or(AuthError::BadToken)?;
+        let (id, secret) = rest.split_once('_').ok_or(AuthError::BadToken)?;
+        let key = store
+            .api_key(id)
+            .await
+            .map_err(unavailable)?
+            .ok_or(AuthError::BadToken)?;
+        if key.revoked || !same(key.key_hash.as_bytes(), hash_key_secret(secret).as_bytes()) {
+            return Err(AuthError::BadToken);
+        }
+        self.current(&key.user_name, None).await
     }
 }
 
@@ -187,23 +643,75 @@ mod tests {
         assert_eq!(Role::Reader.layers(), [Layer::Gold]);
         assert_eq!(Role::Engineer.layers(), [Layer::Silver, Layer::Gold]);
         assert_eq!(Role::Admin.layers().len(), 4);
+        assert!(Role::Admin > Role::Engineer && Role::Engineer > Role::Reader);
+    }
+
+    #[tokio::test]
+    async fn passwords_and_tokens() {
+        let p = policy();
+        assert_eq!(
+            p.authenticate("ana", "wrong").await,
+            Err(AuthError::BadCredentials)
+        );
+        assert_eq!(
+            p.authenticate("bob", "s3cret").await,
+            Err(AuthError::BadCredentials)
+        );
+        let ana = p.authenticate("ana", "s3cret").await.unwrap();
+        let token = p.issue_token(&ana).unwrap();
+        assert_eq!(p.verify_token(&token).await.unwrap(), ana);
+        assert_eq!(p.verify_token("nope").await, Err(AuthError::BadToken));
+        assert_eq!(format!("{:?}", Secret::new("x")), "Secret(***)");
+    }
+
+    #[tokio::test]
+    async fn forged_expired_and_unsigned_tokens_are_refused() {
+        let p = policy();
+        let ana = Principal {
+            name: "ana".into(),
+            role: Role::Reader,
+        };
+        // Another server's secret.
+        let other = policy().with_secret(b"another secret");
+        let forged = other.issue_token(&ana).unwrap();
+        assert_eq!(p.verify_token(&forged).await, Err(AuthError::BadToken));
+        // Expired an hour ago.
+        let old = p
+            .issue_token_with(&ana, now_secs() - 7200, Duration::from_secs(3600))
+            .unwrap();
+        assert_eq!(p.verify_token(&old).await, Err(AuthError::BadToken));
+        // alg: none, claiming admin.
+        let b64 = |s: &str| {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+        };
+        let claims = format!(
+            r#"{{"sub":"ana","role":"admin","iss":"assay","iat":{},"exp":{}}}"#,
+            now_secs(),
+            now_secs() + 600
+        );
+        let none = format!("{}.{}.", b64(r#"{"alg":"none","typ":"JWT"}"#), b64(&claims));
+        assert_eq!(p.verify_token(&none).await, Err(AuthError::BadToken));
+        // A user the policy does not know, validly signed.
+        let ghost = p
+            .issue_token(&Principal {
+                name: "ghost".into(),
+                role: Role::Admin,
+            })
+            .unwrap();
+        assert_eq!(p.verify_token(&ghost).await, Err(AuthError::BadToken));
     }
 
     #[test]
-    fn passwords_and_tokens() {
-        let p = policy();
-        assert_eq!(
-            p.authenticate("ana", "wrong"),
-            Err(AuthError::BadCredentials)
-        );
-        assert_eq!(
-            p.authenticate("bob", "s3cret"),
-            Err(AuthError::BadCredentials)
-        );
-        let ana = p.authenticate("ana", "s3cret").unwrap();
-        let token = p.issue_token(&ana);
-        assert_eq!(p.verify_token(&token).unwrap(), ana);
-        assert_eq!(p.verify_token("nope"), Err(AuthError::BadToken));
-        assert_eq!(format!("{:?}", Secret::new("x")), "Secret(***)");
+    fn account_rules() {
+        assert!(check_new_account("ana.b@x", "12345678").is_ok());
+        assert!(matches!(
+            check_new_account("a b", "12345678"),
+            Err(AuthError::Invalid(m)) if m.starts_with("username")
+        ));
+        assert!(matches!(
+            check_new_account("ana", "short"),
+            Err(AuthError::Invalid(m)) if m.starts_with("password")
+        ));
     }
 }

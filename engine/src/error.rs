@@ -57,6 +57,9 @@ pub enum EngineError {
     /// The pipeline's steps depend on each other in a cycle.
     #[error("dependency cycle: {0}")]
     Cycle(String),
+    /// The account store or a token could not be handled (hashing, a malformed log row).
+    #[error("auth: {0}")]
+    Auth(String),
     /// A model refers to a table no step produces.
     #[error("{model} references unknown table `{table}`")]
     UnknownTable {

@@ -195,6 +195,23 @@ pub fn expectations_batch(summary: &RunSummary) -> Result<Option<RecordBatch>> {
 /// # Errors
 /// Writing either table failed.
 pub async fn record(lake: &Lake, summary: &RunSummary) -> Result<()> {
+    let status = if summary.succeeded() {
+        "succeeded"
+    } else {
+        "failed"
+    };
+    metrics::counter!("assay_runs_total", "status" => status).increment(1);
+    for s in &summary.steps {
+        let table = s.table.to_string();
+        metrics::counter!("assay_step_runs_total", "table" => table.clone(), "status" => s.status.as_str())
+            .increment(1);
+        metrics::counter!("assay_step_rows_written_total", "table" => table.clone())
+            .increment(s.report.rows_written);
+        metrics::counter!("assay_step_rows_rejected_total", "table" => table.clone())
+            .increment(s.report.rows_rejected);
+        metrics::histogram!("assay_step_duration_seconds", "table" => table)
+            .record((s.ended_at - s.started_at).as_seconds_f64());
+    }
     let ctx = SessionContext::new();
     let info = CommitInfo::new(Vec::new(), &summary.run_id);
     let runs = runs_batch(summary)?;

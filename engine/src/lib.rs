@@ -10,9 +10,11 @@
 //! - [`session::LakeCatalog`]: a DataFusion catalog with schemas `bronze`, `silver`, `gold`,
 //!   `_system` that resolves the latest snapshot per query;
 //! - [`step::Step`], [`dag::Pipeline`] and [`runner`]: the DAG of steps and how it runs;
-//! - [`history`]: `_system.runs` and `_system.expectations`;
+//! - [`history`]: `_system.runs` and `_system.expectations`; [`launcher`]: runs a server
+//!   starts in the background (`POST /runs`);
 //! - [`access`] and [`query`]: who may see what, and read-only SQL with limits, shared by
-//!   the Flight SQL server and the REST gateway.
+//!   the Flight SQL server and the REST gateway; [`users`]: accounts and API keys in
+//!   `_system.users` / `_system.api_keys`.
 //!
 //! Data flows: each layer crate turns its config section into [`step::Step`]s; the binary
 //! puts them in a [`dag::Pipeline`] (upstreams come from the SQL's table references) and
@@ -25,12 +27,14 @@ pub mod delta;
 mod emulator;
 pub mod error;
 pub mod history;
+pub mod launcher;
 pub mod query;
 pub mod runner;
 pub mod session;
 pub mod step;
 pub mod storage;
 pub mod table;
+pub mod users;
 
 pub use error::{EngineError, Result};
 pub use storage::Lake;

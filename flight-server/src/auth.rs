@@ -1,6 +1,6 @@
 //! Handshake credentials and bearer tokens, checked by the engine's access policy.
 
-use assay_engine::access::{AccessPolicy, Principal};
+use assay_engine::access::{AccessPolicy, AuthError, Principal};
 use base64::Engine;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -36,12 +36,26 @@ pub(crate) fn basic(md: &MetadataMap) -> Result<(String, String), Status> {
     Ok((user.to_string(), password.to_string()))
 }
 
-/// The principal behind an `authorization: Bearer …` header.
-pub(crate) fn principal(policy: &AccessPolicy, md: &MetadataMap) -> Result<Principal, Status> {
+/// The token of an `authorization: Bearer …` header.
+pub(crate) fn bearer(md: &MetadataMap) -> Result<String, Status> {
     let token = authorization(md, "missing bearer token; call Handshake first")?
         .strip_prefix("Bearer ")
         .ok_or_else(|| Status::unauthenticated("expected a bearer token"))?;
-    policy
-        .verify_token(token.trim())
-        .map_err(|e| Status::unauthenticated(e.to_string()))
+    Ok(token.trim().to_string())
+}
+
+/// The gRPC status of an authentication failure.
+pub(crate) fn status(e: AuthError) -> Status {
+    match e {
+        AuthError::Inactive(_) | AuthError::Forbidden(_) => {
+            Status::permission_denied(e.to_string())
+        }
+        AuthError::Unavailable => Status::unavailable(e.to_string()),
+        _ => Status::unauthenticated(e.to_string()),
+    }
+}
+
+/// The principal a bearer token stands for.
+pub(crate) async fn principal(policy: &AccessPolicy, token: &str) -> Result<Principal, Status> {
+    policy.verify_token(token).await.map_err(status)
 }

@@ -79,8 +79,14 @@ impl AssayFlightSql {
         })
     }
 
-    fn principal<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
-        auth::principal(&self.policy, request.metadata())
+    /// The caller, from the request's bearer token (read before the first await, so the
+    /// future does not hold the request).
+    fn principal<T>(
+        &self,
+        request: &Request<T>,
+    ) -> impl std::future::Future<Output = Result<Principal, Status>> + Send + use<'_, T> {
+        let token = auth::bearer(request.metadata());
+        async move { auth::principal(&self.policy, &token?).await }
     }
 
     fn info(
@@ -98,13 +104,13 @@ impl AssayFlightSql {
     }
 
     /// FlightInfo for a metadata command: authenticate, then point back at the command.
-    fn command_info(
+    async fn command_info(
         &self,
         request: Request<FlightDescriptor>,
         ticket: Vec<u8>,
         schema: &Schema,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         Ok(Response::new(self.info(
             schema,
             ticket,
@@ -113,12 +119,12 @@ impl AssayFlightSql {
     }
 
     /// An empty result of `schema` (the key commands: lake tables declare no keys).
-    fn empty_result(
+    async fn empty_result(
         &self,
         request: &Request<Ticket>,
         schema: arrow::datatypes::SchemaRef,
     ) -> Result<Response<FlightStream>, Status> {
-        self.principal(request)?;
+        self.principal(request).await?;
         Ok(Response::new(encode_batch(metadata::empty(schema))))
     }
 
@@ -171,8 +177,9 @@ impl FlightSqlService for AssayFlightSql {
         let principal = self
             .policy
             .authenticate(&user, &password)
-            .map_err(|e| Status::unauthenticated(e.to_string()))?;
-        let token = self.policy.issue_token(&principal);
+            .await
+            .map_err(auth::status)?;
+        let token = self.policy.issue_token(&principal).map_err(auth::status)?;
         tracing::info!(user = %principal.name, "flight handshake");
         let reply = HandshakeResponse {
             protocol_version: 0,
@@ -192,7 +199,7 @@ impl FlightSqlService for AssayFlightSql {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let principal = self.principal(&request)?;
+        let principal = self.principal(&request).await?;
         let schema = self.result_schema(&principal, &query.query, None).await?;
         let ticket = TicketStatementQuery {
             statement_handle: query.query.into_bytes().into(),
@@ -210,7 +217,7 @@ impl FlightSqlService for AssayFlightSql {
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let principal = self.principal(&request)?;
+        let principal = self.principal(&request).await?;
         let sql = String::from_utf8(ticket.statement_handle.to_vec())
             .map_err(|_| Status::invalid_argument("statement handle is not UTF-8"))?;
         Ok(Response::new(self.run(&principal, &sql, None).await?))
@@ -221,7 +228,7 @@ impl FlightSqlService for AssayFlightSql {
         query: ActionCreatePreparedStatementRequest,
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let principal = self.principal(&request)?;
+        let principal = self.principal(&request).await?;
         let df = self
             .query
             .plan(&principal, &query.query, None)
@@ -267,7 +274,7 @@ impl FlightSqlService for AssayFlightSql {
         query: CommandPreparedStatementQuery,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
-        let principal = self.principal(&request)?;
+        let principal = self.principal(&request).await?;
         let mut prepared = self.prepared(&query.prepared_statement_handle, &principal)?;
         let data = request
             .into_inner()
@@ -292,7 +299,7 @@ impl FlightSqlService for AssayFlightSql {
         cmd: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let principal = self.principal(&request)?;
+        let principal = self.principal(&request).await?;
         let prepared = self.prepared(&cmd.prepared_statement_handle, &principal)?;
         let schema = self
             .result_schema(&principal, &prepared.sql, prepared.params)
@@ -306,7 +313,7 @@ impl FlightSqlService for AssayFlightSql {
         query: CommandPreparedStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let principal = self.principal(&request)?;
+        let principal = self.principal(&request).await?;
         let prepared = self.prepared(&query.prepared_statement_handle, &principal)?;
         Ok(Response::new(
             self.run(&principal, &prepared.sql, prepared.params).await?,
@@ -318,7 +325,7 @@ impl FlightSqlService for AssayFlightSql {
         query: ActionClosePreparedStatementRequest,
         request: Request<Action>,
     ) -> Result<(), Status> {
-        let principal = self.principal(&request)?;
+        let principal = self.principal(&request).await?;
         self.prepared(&query.prepared_statement_handle, &principal)?;
         self.prepared.remove(&query.prepared_statement_handle);
         Ok(())
@@ -331,6 +338,7 @@ impl FlightSqlService for AssayFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.into_builder().schema();
         self.command_info(request, query.as_any().encode_to_vec(), &schema)
+            .await
     }
 
     async fn do_get_catalogs(
@@ -338,7 +346,7 @@ impl FlightSqlService for AssayFlightSql {
         query: CommandGetCatalogs,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         let mut builder = query.into_builder();
         builder.append(CATALOG);
         let batch = builder.build().map_err(|e| internal("catalogs", e))?;
@@ -352,6 +360,7 @@ impl FlightSqlService for AssayFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder().schema();
         self.command_info(request, query.as_any().encode_to_vec(), &schema)
+            .await
     }
 
     async fn do_get_schemas(
@@ -359,7 +368,7 @@ impl FlightSqlService for AssayFlightSql {
         query: CommandGetDbSchemas,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let principal = self.principal(&request)?;
+        let principal = self.principal(&request).await?;
         let mut builder = query.into_builder();
         for (catalog, schema) in metadata::schemas(&principal) {
             builder.append(catalog, schema);
@@ -375,6 +384,7 @@ impl FlightSqlService for AssayFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder().schema();
         self.command_info(request, query.as_any().encode_to_vec(), &schema)
+            .await
     }
 
     async fn do_get_tables(
@@ -382,7 +392,7 @@ impl FlightSqlService for AssayFlightSql {
         query: CommandGetTables,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let principal = self.principal(&request)?;
+        let principal = self.principal(&request).await?;
         let mut builder = query.into_builder();
         let with_schema = builder.include_schema();
         for (layer, name, schema) in metadata::tables(&self.query, &principal, with_schema).await? {
@@ -402,6 +412,7 @@ impl FlightSqlService for AssayFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.into_builder().schema();
         self.command_info(request, query.as_any().encode_to_vec(), &schema)
+            .await
     }
 
     async fn do_get_table_types(
@@ -409,7 +420,7 @@ impl FlightSqlService for AssayFlightSql {
         query: CommandGetTableTypes,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         let mut builder = query.into_builder();
         builder.append(TABLE_TYPE);
         let batch = builder.build().map_err(|e| internal("table types", e))?;
@@ -423,6 +434,7 @@ impl FlightSqlService for AssayFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder(&self.sql_info).schema();
         self.command_info(request, query.as_any().encode_to_vec(), &schema)
+            .await
     }
 
     async fn do_get_sql_info(
@@ -430,7 +442,7 @@ impl FlightSqlService for AssayFlightSql {
         query: CommandGetSqlInfo,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         let batch = query
             .into_builder(&self.sql_info)
             .build()
@@ -445,6 +457,7 @@ impl FlightSqlService for AssayFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.into_builder(&self.xdbc_info).schema();
         self.command_info(request, query.as_any().encode_to_vec(), &schema)
+            .await
     }
 
     async fn do_get_xdbc_type_info(
@@ -452,7 +465,7 @@ impl FlightSqlService for AssayFlightSql {
         query: CommandGetXdbcTypeInfo,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         let batch = query
             .into_builder(&self.xdbc_info)
             .build()
@@ -467,6 +480,7 @@ impl FlightSqlService for AssayFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = metadata::primary_keys_schema();
         self.command_info(request, query.as_any().encode_to_vec(), &schema)
+            .await
     }
 
     async fn do_get_primary_keys(
@@ -475,6 +489,7 @@ impl FlightSqlService for AssayFlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         self.empty_result(&request, metadata::primary_keys_schema())
+            .await
     }
 
     async fn get_flight_info_exported_keys(
@@ -484,6 +499,7 @@ impl FlightSqlService for AssayFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = metadata::foreign_keys_schema();
         self.command_info(request, query.as_any().encode_to_vec(), &schema)
+            .await
     }
 
     async fn do_get_exported_keys(
@@ -492,6 +508,7 @@ impl FlightSqlService for AssayFlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         self.empty_result(&request, metadata::foreign_keys_schema())
+            .await
     }
 
     async fn get_flight_info_imported_keys(
@@ -501,6 +518,7 @@ impl FlightSqlService for AssayFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = metadata::foreign_keys_schema();
         self.command_info(request, query.as_any().encode_to_vec(), &schema)
+            .await
     }
 
     async fn do_get_imported_keys(
@@ -509,6 +527,7 @@ impl FlightSqlService for AssayFlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         self.empty_result(&request, metadata::foreign_keys_schema())
+            .await
     }
 
     async fn get_flight_info_cross_reference(
@@ -518,6 +537,7 @@ impl FlightSqlService for AssayFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = metadata::foreign_keys_schema();
         self.command_info(request, query.as_any().encode_to_vec(), &schema)
+            .await
     }
 
     async fn do_get_cross_reference(
@@ -526,6 +546,7 @@ impl FlightSqlService for AssayFlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         self.empty_result(&request, metadata::foreign_keys_schema())
+            .await
     }
 
     async fn do_get_fallback(
@@ -533,7 +554,7 @@ impl FlightSqlService for AssayFlightSql {
         request: Request<Ticket>,
         message: Any,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         Err(Status::unimplemented(format!(
             "unsupported ticket type {}",
             message.type_url

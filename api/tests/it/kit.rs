@@ -66,6 +66,18 @@ impl Server {
         cache: Cache,
         limits: QueryLimits,
     ) -> Server {
+        Self::start_full(backend, cache, limits, |p, _| p, |g| g).await
+    }
+
+    /// A gateway whose policy (built with the config users, on the lake) and gateway pass
+    /// through `policy` and `gateway` first.
+    pub(crate) async fn start_full(
+        backend: assay_testkit::Backend,
+        cache: Cache,
+        limits: QueryLimits,
+        policy: impl FnOnce(AccessPolicy, &Lake) -> AccessPolicy,
+        gateway: impl FnOnce(Gateway) -> Gateway,
+    ) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let lake = assay_testkit::seeded_lake(&backend, dir.path()).await;
         let user = |(name, pw): (&str, &str), role| LocalUser {
@@ -73,16 +85,21 @@ impl Server {
             password: Secret::new(pw),
             role,
         };
-        let policy = Arc::new(AccessPolicy::new(
+        let base = AccessPolicy::new(
             vec![
                 user(ADMIN, Role::Admin),
                 user(READER, Role::Reader),
                 user(ENGINEER, Role::Engineer),
             ],
             Duration::from_secs(3600),
-        ));
+        );
+        let policy = Arc::new(policy(base, &lake));
         let catalog = LakeCatalog::load(lake.clone()).await.unwrap();
-        let gateway = Gateway::new(QueryService::new(catalog, limits), policy, cache);
+        let gateway = gateway(Gateway::new(
+            QueryService::new(catalog, limits),
+            policy,
+            cache,
+        ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

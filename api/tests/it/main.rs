@@ -2,7 +2,9 @@
 //! a real HTTP client.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod auth;
 mod cache;
 mod cloud;
+mod formats;
 mod kit;
 mod requests;

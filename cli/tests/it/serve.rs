@@ -9,17 +9,15 @@ use crate::kit::Fixture;
 const QUERY: &str = r#"
 import sys, os
 import adbc_driver_flightsql.dbapi as fs
-with fs.connect(sys.argv[1], db_kwargs={"username": "root", "password": "pw"}) as conn:
+with fs.connect(sys.argv[1], db_kwargs={"username": "root", "password": "pw-123456"}) as conn:
     cur = conn.cursor()
     cur.execute("SELECT SUM(revenue) AS total FROM gold.daily_revenue")
     print(cur.fetch_arrow_table().column("total").to_pylist()[0], flush=True)
 os._exit(0)
 "#;
 
-#[test]
-fn serve_answers_flight_sql_and_stops_on_sigterm() {
-    let f = Fixture::example();
-    f.run_ok(&[]);
+/// A running `assay serve` on free ports: the child, the Flight SQL URI, the REST port.
+fn start_serve(f: &Fixture) -> (std::process::Child, String, u16) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_assay"))
         .args([
             "--project",
@@ -32,7 +30,7 @@ fn serve_answers_flight_sql_and_stops_on_sigterm() {
         ])
         .env_remove("REDIS_URL")
         .env("ASSAY_ADMIN_USER", "root")
-        .env("ASSAY_ADMIN_PASSWORD", "pw")
+        .env("ASSAY_ADMIN_PASSWORD", "pw-123456")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -58,6 +56,38 @@ fn serve_answers_flight_sql_and_stops_on_sigterm() {
         .and_then(|a| a.rsplit(':').next())
         .and_then(|p| p.parse().ok())
         .expect(rest);
+    (child, uri, port)
+}
+
+fn stop(mut child: std::process::Child) {
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+}
+
+/// Logs in as the bootstrap admin: the `Authorization` header value.
+fn bearer(port: u16) -> String {
+    let (status, body) = assay_testkit::http_with_body(
+        port,
+        "POST",
+        "/api/v1/login",
+        &[("Content-Type", "application/json")],
+        r#"{"username":"root","password":"pw-123456"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let login: serde_json::Value = serde_json::from_str(&body).unwrap();
+    format!("Bearer {}", login["token"].as_str().unwrap())
+}
+
+#[test]
+fn serve_answers_flight_sql_and_stops_on_sigterm() {
+    let f = Fixture::example();
+    f.run_ok(&[]);
+    let (child, uri, port) = start_serve(&f);
     let out = Command::new("python3")
         .args(["-c", QUERY, &uri])
         .output()
@@ -72,16 +102,7 @@ fn serve_answers_flight_sql_and_stops_on_sigterm() {
     // The same users and the same lake over REST.
     let (status, body) = assay_testkit::http(port, "GET", "/health", &[]);
     assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
-    let (status, body) = assay_testkit::http_with_body(
-        port,
-        "POST",
-        "/api/v1/login",
-        &[("Content-Type", "application/json")],
-        r#"{"username":"root","password":"pw"}"#,
-    );
-    assert_eq!(status, 200, "{body}");
-    let login: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let bearer = format!("Bearer {}", login["token"].as_str().unwrap());
+    let bearer = bearer(port);
     let (status, body) = assay_testkit::http(
         port,
         "GET",
@@ -92,13 +113,80 @@ fn serve_answers_flight_sql_and_stops_on_sigterm() {
     let rows: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(rows["count"], 3, "{body}");
     assert_eq!(rows["rows"][0]["order_date"], "2026-11-01", "{body}");
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let status = child.wait().unwrap();
-    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+    stop(child);
+}
+
+#[test]
+fn rest_triggers_runs_and_reports_them() {
+    let f = Fixture::example();
+    let (child, _, port) = start_serve(&f);
+    let bearer = bearer(port);
+    let auth = [
+        ("Authorization", bearer.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    // A selection that names nothing is a 400 naming it; nothing starts.
+    let (status, body) = assay_testkit::http_with_body(
+        port,
+        "POST",
+        "/api/v1/runs",
+        &auth,
+        r#"{"select":"gold.nope"}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("gold.nope"), "{body}");
+
+    let (status, body) = assay_testkit::http_with_body(port, "POST", "/api/v1/runs", &auth, "{}");
+    assert_eq!(status, 202, "{body}");
+    let started: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let id = started["run_id"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/runs/{id}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let run = loop {
+        let (status, body) = assay_testkit::http(port, "GET", &path, &auth);
+        assert_eq!(status, 200, "{body}");
+        let run: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if run["status"] != "running" {
+            break run;
+        }
+        // While it runs, a second trigger is refused.
+        let (status, _) = assay_testkit::http_with_body(port, "POST", "/api/v1/runs", &auth, "{}");
+        assert_eq!(status, 409);
+        assert!(std::time::Instant::now() < deadline, "run did not finish");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let steps = run["steps"].as_array().unwrap();
+    let dag = String::from_utf8_lossy(&f.assay(&["ls"]).stdout).into_owned();
+    assert!(!steps.is_empty());
+    for s in steps {
+        assert_eq!(s["status"], "succeeded", "{s}");
+        assert!(dag.contains(s["step"].as_str().unwrap()), "{s}");
+    }
+
+    let (status, body) = assay_testkit::http(port, "GET", "/api/v1/runs?limit=5", &auth);
+    assert_eq!(status, 200, "{body}");
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(list["runs"][0]["run_id"], id.as_str(), "{body}");
+    assert!(list["running"].is_null());
+    // The run's gold is served at once.
+    let (status, body) = assay_testkit::http(
+        port,
+        "GET",
+        "/api/v1/tables/gold.daily_revenue/rows?category=C",
+        &auth,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"count\":3"), "{body}");
+    // The run shows in the metrics.
+    let (status, body) = assay_testkit::http(port, "GET", "/metrics", &auth);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("assay_runs_total{status=\"succeeded\"} 1"),
+        "{body}"
+    );
+    assert!(body.contains("assay_http_requests_total"), "{body}");
+    stop(child);
 }
 
 #[test]

@@ -40,6 +40,8 @@ pub struct Project {
     pub query: crate::query::QueryLimits,
     /// The REST gateway's response cache.
     pub cache: CacheConfig,
+    /// Accounts, tokens and external identity.
+    pub auth: AuthConfig,
     /// Local users besides the bootstrap admin.
     pub users: Vec<UserConfig>,
     /// Bronze tables, one per source.
@@ -112,6 +114,30 @@ impl Default for CacheConfig {
             url: None,
             ttl: Duration::from_secs(3600),
             capacity: 10_000,
+        }
+    }
+}
+
+/// `[auth]`: accounts, tokens and external identity.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// Who may sign up (default `approval`).
+    pub signup: crate::access::SignupPolicy,
+    /// The variable holding the JWT signing secret (default `ASSAY_JWT_SECRET`).
+    pub jwt_secret_env: String,
+    /// How long issued tokens live (default 12h).
+    pub token_ttl: Duration,
+    /// An external OIDC issuer whose tokens are accepted.
+    pub oidc: Option<crate::access::OidcSettings>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            signup: crate::access::SignupPolicy::default(),
+            jwt_secret_env: "ASSAY_JWT_SECRET".into(),
+            token_ttl: Duration::from_secs(12 * 3600),
+            oidc: None,
         }
     }
 }
@@ -318,8 +344,42 @@ impl Project {
         .project(raw)
     }
 
-    /// The local users: the bootstrap admin (`ASSAY_ADMIN_USER` / `ASSAY_ADMIN_PASSWORD`)
-    /// and every `[[users]]` entry, passwords looked up with `env`.
+    /// The bootstrap admin from `ASSAY_ADMIN_USER` / `ASSAY_ADMIN_PASSWORD` (looked up with
+    /// `env`), when both are set.
+    pub fn bootstrap_admin(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Option<(String, crate::access::Secret)> {
+        let name = env("ASSAY_ADMIN_USER").filter(|n| !n.is_empty())?;
+        let password = env("ASSAY_ADMIN_PASSWORD").filter(|p| !p.is_empty())?;
+        Some((name, crate::access::Secret::new(password)))
+    }
+
+    /// The secret our JWTs are signed with: the variable `[auth] jwt_secret_env` names
+    /// (default `ASSAY_JWT_SECRET`), looked up with `env`.
+    ///
+    /// # Errors
+    /// The secret is set but shorter than 32 bytes.
+    pub fn jwt_secret(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<crate::access::Secret>> {
+        let Some(secret) = env(&self.auth.jwt_secret_env).filter(|s| !s.is_empty()) else {
+            return Ok(None);
+        };
+        if secret.len() < 32 {
+            return Err(EngineError::Config {
+                file: self.dir.join(PROJECT_FILE).display().to_string(),
+                message: format!(
+                    "auth.jwt_secret_env: `{}` must hold at least 32 bytes",
+                    self.auth.jwt_secret_env
+                ),
+            });
+        }
+        Ok(Some(crate::access::Secret::new(secret)))
+    }
+
+    /// The `[[users]]` entries, passwords looked up with `env`.
     ///
     /// # Errors
     /// A `[[users]]` entry whose password variable is unset or empty.
@@ -327,18 +387,8 @@ impl Project {
         &self,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Vec<crate::access::LocalUser>> {
-        use crate::access::{LocalUser, Role, Secret};
+        use crate::access::{LocalUser, Secret};
         let mut out = Vec::new();
-        if let (Some(name), Some(password)) = (env("ASSAY_ADMIN_USER"), env("ASSAY_ADMIN_PASSWORD"))
-            && !name.is_empty()
-            && !password.is_empty()
-        {
-            out.push(LocalUser {
-                name,
-                password: Secret::new(password),
-                role: Role::Admin,
-            });
-        }
         for u in &self.users {
             let password = env(&u.password_env)
                 .filter(|p| !p.is_empty())
@@ -405,6 +455,7 @@ impl Validator<'_> {
         if let Some(c) = raw.cache.capacity {
             cache.capacity = c;
         }
+        let auth = self.auth(raw.auth)?;
         let mut query = crate::query::QueryLimits::default();
         if let Some(mb) = raw.query.memory_mb {
             query.memory_bytes = mb.saturating_mul(1 << 20);
@@ -467,11 +518,42 @@ impl Validator<'_> {
             serve,
             query,
             cache,
+            auth,
             users,
             bronze,
             silver,
             gold,
         })
+    }
+
+    fn auth(&self, raw: raw::RawAuth) -> Result<AuthConfig> {
+        let mut auth = AuthConfig::default();
+        if let Some(s) = raw.signup {
+            auth.signup = s;
+        }
+        if let Some(v) = raw.jwt_secret_env {
+            auth.jwt_secret_env = v;
+        }
+        if let Some(t) = self.duration(&raw.token_ttl, "auth.token_ttl")? {
+            auth.token_ttl = t;
+        }
+        if let Some(o) = raw.oidc {
+            let jwks_ttl = self
+                .duration(&o.jwks_ttl, "auth.oidc.jwks_ttl")?
+                .unwrap_or(Duration::from_secs(600));
+            auth.oidc = Some(crate::access::OidcSettings {
+                issuer: o.issuer,
+                audience: o.audience,
+                jwks_url: o.jwks_url,
+                username_claim: o
+                    .username_claim
+                    .unwrap_or_else(|| "preferred_username".into()),
+                role_claim: o.role_claim.unwrap_or_else(|| "assay_role".into()),
+                default_role: o.default_role.unwrap_or(crate::access::Role::Reader),
+                jwks_ttl,
+            });
+        }
+        Ok(auth)
     }
 
     fn duration(&self, value: &Option<Spanned<String>>, key: &str) -> Result<Option<Duration>> {

@@ -22,6 +22,8 @@ pub(crate) struct RawProject {
     #[serde(default)]
     pub(crate) cache: RawCache,
     #[serde(default)]
+    pub(crate) auth: RawAuth,
+    #[serde(default)]
     pub(crate) users: Vec<RawUser>,
     #[serde(default)]
     pub(crate) bronze: Vec<RawBronze>,
@@ -174,4 +176,25 @@ pub(crate) struct RawCache {
     pub(crate) url: Option<String>,
     pub(crate) ttl: Option<Spanned<String>>,
     pub(crate) capacity: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuth {
+    pub(crate) signup: Option<crate::access::SignupPolicy>,
+    pub(crate) jwt_secret_env: Option<String>,
+    pub(crate) token_ttl: Option<Spanned<String>>,
+    pub(crate) oidc: Option<RawOidc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOidc {
+    pub(crate) issuer: String,
+    pub(crate) audience: String,
+    pub(crate) jwks_url: String,
+    pub(crate) username_claim: Option<String>,
+    pub(crate) role_claim: Option<String>,
+    pub(crate) default_role: Option<crate::access::Role>,
+    pub(crate) jwks_ttl: Option<Spanned<String>>,
 }

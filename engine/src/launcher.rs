@@ -1,0 +1,157 @@
+//! Runs started by a server (`POST /runs`): one at a time per process, in the background,
+//! recorded in `_system.runs` like a run of `assay run`.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::config::RunConfig;
+use crate::dag::Pipeline;
+use crate::error::EngineError;
+use crate::history;
+use crate::runner::{self, RunObserver, StepOutcome};
+use crate::session::LakeCatalog;
+use crate::step::{Faults, StepContext};
+use crate::storage::Lake;
+use crate::table::TableId;
+
+/// A run that has started and not yet been recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Running {
+    /// Run id (UUID v7), the same `_system.runs` will hold.
+    pub run_id: String,
+    /// The selection expression, when not the whole DAG.
+    pub select: Option<String>,
+    /// Who started it.
+    pub started_by: String,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+}
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// Another run of this process has not finished.
+    #[error("run {} is still in progress (started by {})", .0.run_id, .0.started_by)]
+    Busy(Running),
+    /// The selection names no step, or is malformed.
+    #[error("select: {0}")]
+    Selection(EngineError),
+}
+
+/// Starts runs of one pipeline over one lake.
+#[derive(Clone)]
+pub struct Launcher {
+    pipeline: Arc<Pipeline>,
+    config: RunConfig,
+    lake: Lake,
+    running: Arc<Mutex<Option<Running>>>,
+}
+
+impl std::fmt::Debug for Launcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Launcher")
+            .field("lake", &self.lake)
+            .field("running", &self.running())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Logs each step's outcome (a server has no terminal to draw progress on).
+struct Logged;
+
+impl RunObserver for Logged {
+    fn started(&self, table: &TableId) {
+        tracing::info!(step = %table, "step started");
+    }
+
+    fn finished(&self, o: &StepOutcome) {
+        tracing::info!(
+            step = %o.table,
+            status = o.status.as_str(),
+            rows_written = o.report.rows_written,
+            "step finished"
+        );
+    }
+}
+
+impl Launcher {
+    /// A launcher for `pipeline` over `lake`.
+    pub fn new(pipeline: Pipeline, config: RunConfig, lake: Lake) -> Self {
+        Launcher {
+            pipeline: Arc::new(pipeline),
+            config,
+            lake,
+            running: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// The run in progress, if any.
+    pub fn running(&self) -> Option<Running> {
+        self.running.lock().ok().and_then(|r| r.clone())
+    }
+
+    /// Starts a run of the selection (the whole DAG when `None`) in the background.
+    ///
+    /// # Errors
+    /// A run is in progress, or the selection is invalid.
+    pub fn start(&self, select: Option<&str>, by: &str) -> Result<Running, LaunchError> {
+        let selection = select
+            .map(|s| self.pipeline.select(s))
+            .transpose()
+            .map_err(LaunchError::Selection)?;
+        let mut slot = self
+            .running
+            .lock()
+            .map_err(|_| LaunchError::Selection(EngineError::Auth("lock poisoned".into())))?;
+        if let Some(r) = slot.as_ref() {
+            return Err(LaunchError::Busy(r.clone()));
+        }
+        let run = Running {
+            run_id: uuid::Uuid::now_v7().to_string(),
+            select: select.map(str::to_string),
+            started_by: by.to_string(),
+            started_at: Utc::now(),
+        };
+        *slot = Some(run.clone());
+        drop(slot);
+        let this = self.clone();
+        let run_id = run.run_id.clone();
+        tokio::spawn(async move {
+            let outcome = this.execute(&run_id, selection).await;
+            if let Err(e) = outcome {
+                tracing::error!(run_id = %run_id, error = %e, "run failed to start or record");
+            }
+            if let Ok(mut slot) = this.running.lock() {
+                *slot = None;
+            }
+        });
+        Ok(run)
+    }
+
+    async fn execute(
+        &self,
+        run_id: &str,
+        selection: Option<std::collections::BTreeSet<TableId>>,
+    ) -> crate::Result<()> {
+        let catalog = LakeCatalog::load(self.lake.clone()).await?;
+        let ctx = StepContext {
+            lake: self.lake.clone(),
+            catalog,
+            run_id: run_id.to_string(),
+            faults: Faults::new(Vec::new()),
+        };
+        tracing::info!(run_id, "run started");
+        let summary = runner::run(
+            &self.pipeline,
+            selection.as_ref(),
+            &self.config,
+            ctx,
+            Arc::new(Logged),
+        )
+        .await;
+        tracing::info!(run_id, succeeded = summary.succeeded(), "run finished");
+        history::record(&self.lake, &summary).await
+    }
+}
