@@ -20,7 +20,7 @@ const HISTORY: i64 = 20;
 /// A table id from the path, visible to the caller, or 400 / 404.
 pub(crate) fn visible_table(caller: &Caller, raw: &str) -> Result<TableId> {
     let id = TableId::parse(raw).map_err(ApiError::BadRequest)?;
-    if !caller.0.role.can_read(id.layer) {
+    if !caller.0.role.can_read(id.layer) || assay_engine::users::is_private(&id) {
         // A layer outside the role does not exist for the caller.
         return Err(ApiError::NotFound(format!("table {id} not found")));
     }

@@ -513,6 +513,9 @@ impl Lake {
         let mut names = Vec::new();
         for dir in listing.common_prefixes {
             let Some(name) = dir.filename() else { continue };
+            if crate::users::is_private(&TableId::new(layer, name)) {
+                continue;
+            }
             let log = dir.clone().join("_delta_log");
             let mut entries = store.list(Some(&log));
             if entries

@@ -41,6 +41,12 @@ pub fn api_keys_table() -> TableId {
     TableId::new(Layer::System, "api_keys")
 }
 
+/// True for the credential tables: they are never listed, queried or served (only the
+/// account store reads them), so password and key hashes stay out of SQL and REST.
+pub fn is_private(id: &TableId) -> bool {
+    id.layer == Layer::System && matches!(id.name.as_str(), "users" | "api_keys")
+}
+
 fn ts() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }

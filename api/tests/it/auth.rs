@@ -198,6 +198,36 @@ async fn approval_signup_admin_activation_roles_and_deactivation() {
     assert_eq!(status, 400);
     assert!(body["message"].as_str().unwrap().contains("yourself"));
 
+    // The credential tables exist only for the account store: not listed, served or queried.
+    for path in [
+        "/api/v1/tables/_system.users/rows",
+        "/api/v1/tables/_system.api_keys",
+    ] {
+        assert_eq!(
+            call(&s, Method::GET, path, Some(&root), None).await.0,
+            404,
+            "{path}"
+        );
+    }
+    let (status, body) = call(
+        &s,
+        Method::POST,
+        "/api/v1/query",
+        Some(&root),
+        Some(json!({"sql": "SELECT password_hash FROM _system.users"})),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    let (_, body) = call(
+        &s,
+        Method::GET,
+        "/api/v1/catalog?layer=_system",
+        Some(&root),
+        None,
+    )
+    .await;
+    assert!(!body.to_string().contains("users"), "{body}");
+
     // Every change is a commit of _system.users.
     let version = s
         .lake

@@ -135,3 +135,68 @@ fn bad_globs_and_types_and_names_are_errors() {
     .to_string();
     assert!(err.contains("unknown layer `platinum`"), "{err}");
 }
+
+#[test]
+fn auth_section_and_secrets() {
+    use crate::access::{Role, SignupPolicy};
+    let dir = project_dir();
+    let p = load(dir.path(), "").unwrap();
+    assert_eq!(p.auth.signup, SignupPolicy::Approval);
+    assert_eq!(p.auth.token_ttl, Duration::from_secs(12 * 3600));
+    assert!(p.auth.oidc.is_none());
+    let p = load(
+        dir.path(),
+        r#"
+[auth]
+signup = "closed"
+jwt_secret_env = "MY_SECRET"
+token_ttl = "30m"
+
+[auth.oidc]
+issuer = "https://id.example.com"
+audience = "assay"
+jwks_url = "https://id.example.com/jwks"
+role_claim = "groups"
+default_role = "engineer"
+"#,
+    )
+    .unwrap();
+    assert_eq!(p.auth.signup, SignupPolicy::Closed);
+    assert_eq!(p.auth.token_ttl, Duration::from_secs(1800));
+    let oidc = p.auth.oidc.clone().unwrap();
+    assert_eq!(oidc.username_claim, "preferred_username");
+    assert_eq!(
+        (oidc.role_claim.as_str(), oidc.default_role),
+        ("groups", Role::Engineer)
+    );
+    assert_eq!(oidc.jwks_ttl, Duration::from_secs(600));
+
+    let env = |v: &'static str| move |k: &str| (k == "MY_SECRET").then(|| v.to_string());
+    assert!(p.jwt_secret(env("")).unwrap().is_none());
+    let short = p.jwt_secret(env("too short")).unwrap_err().to_string();
+    assert!(
+        short.contains("MY_SECRET") && !short.contains("too short"),
+        "{short}"
+    );
+    let long = "x".repeat(40);
+    let long: &'static str = Box::leak(long.into_boxed_str());
+    assert_eq!(p.jwt_secret(env(long)).unwrap().unwrap().expose(), long);
+
+    let bad = load(dir.path(), "[auth]\nsignup = \"maybe\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(bad.contains("maybe"), "{bad}");
+    let bad = load(dir.path(), "[auth.oidc]\nissuer = \"x\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(bad.contains("audience"), "{bad}");
+
+    let admin = |k: &str| match k {
+        "ASSAY_ADMIN_USER" => Some("root".to_string()),
+        "ASSAY_ADMIN_PASSWORD" => Some("pw-123456".to_string()),
+        _ => None,
+    };
+    let (name, pw) = p.bootstrap_admin(admin).unwrap();
+    assert_eq!((name.as_str(), pw.expose()), ("root", "pw-123456"));
+    assert!(p.bootstrap_admin(|_| None).is_none());
+}
