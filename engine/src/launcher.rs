@@ -155,3 +155,70 @@ impl Launcher {
         history::record(&self.lake, &summary).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::step::{Step, StepError, StepReport};
+
+    /// A step that waits until the test opens its gate.
+    #[derive(Debug)]
+    struct Gated(TableId, Arc<tokio::sync::Notify>);
+
+    #[async_trait::async_trait]
+    impl Step for Gated {
+        fn table(&self) -> &TableId {
+            &self.0
+        }
+        fn upstreams(&self) -> &[TableId] {
+            &[]
+        }
+        async fn run(&self, _: &StepContext) -> Result<StepReport, StepError> {
+            self.1.notified().await;
+            Ok(StepReport {
+                rows_written: 3,
+                ..StepReport::default()
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn one_run_at_a_time_recorded_like_assay_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::resolve("lake", dir.path()).unwrap();
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let id = TableId::parse("gold.slow").unwrap();
+        let pipeline =
+            Pipeline::new(vec![Arc::new(Gated(id, Arc::clone(&gate))) as Arc<dyn Step>]).unwrap();
+        let launcher = Launcher::new(pipeline, RunConfig::default(), lake.clone());
+
+        assert!(matches!(
+            launcher.start(Some("gold.nope"), "ana"),
+            Err(LaunchError::Selection(_))
+        ));
+        assert!(
+            launcher.running().is_none(),
+            "a bad selection starts nothing"
+        );
+        let run = launcher.start(Some("gold.slow"), "ana").unwrap();
+        assert_eq!(launcher.running().as_ref(), Some(&run));
+        match launcher.start(None, "bo") {
+            Err(e @ LaunchError::Busy(_)) => assert!(e.to_string().contains(&run.run_id)),
+            other => panic!("expected busy, got {other:?}"),
+        }
+        gate.notify_one();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while launcher.running().is_some() {
+            assert!(std::time::Instant::now() < deadline, "run did not finish");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            lake.latest_version(&history::runs_table()).await.unwrap(),
+            Some(0),
+            "the run is recorded in _system.runs"
+        );
+        // Finished: the next run may start.
+        gate.notify_one();
+        assert!(launcher.start(None, "bo").is_ok());
+    }
+}
