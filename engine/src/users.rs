@@ -390,39 +390,24 @@ impl UserStore {
         let hash = tokio::task::spawn_blocking(move || hash_password(&password))
             .await
             .map_err(|e| EngineError::Auth(format!("hashing a password: {e}")))??;
-        let _guard = self.writes.lock().await;
-        self.refresh(true).await?;
-        let (taken, seq) = self.read(|s| {
-            (
-                s.users.current.contains_key(name),
-                s.users.max_seq.max(s.keys.max_seq) + 1,
-            )
-        })?;
-        if taken {
-            return Ok(None);
-        }
-        let at = now();
-        let record = UserRecord {
-            name: name.to_string(),
-            password_hash: Some(hash),
-            role,
-            is_active,
-            is_admin: role == Role::Admin,
-            created_at: at.clone(),
-            updated_at: at,
-            updated_by: by.to_string(),
-            seq,
-        };
-        append(
-            &self.lake,
-            &users_table(),
-            users_schema(),
-            std::slice::from_ref(&record),
-            by,
-        )
-        .await?;
-        self.refresh(true).await?;
-        Ok(Some(record))
+        self.change(&users_table(), users_schema(), by, |s, seq| {
+            if s.users.current.contains_key(name) {
+                return None;
+            }
+            let at = now();
+            Some(UserRecord {
+                name: name.to_string(),
+                password_hash: Some(hash),
+                role,
+                is_active,
+                is_admin: role == Role::Admin,
+                created_at: at.clone(),
+                updated_at: at,
+                updated_by: by.to_string(),
+                seq,
+            })
+        })
+        .await
     }
 
     /// Changes an account's activity and/or role; `Ok(None)` when there is no such account.
@@ -436,37 +421,21 @@ impl UserStore {
         role: Option<Role>,
         by: &str,
     ) -> Result<Option<UserRecord>> {
-        let _guard = self.writes.lock().await;
-        self.refresh(true).await?;
-        let (current, seq) = self.read(|s| {
-            (
-                s.users.current.get(name).cloned(),
-                s.users.max_seq.max(s.keys.max_seq) + 1,
-            )
-        })?;
-        let Some(mut record) = current else {
-            return Ok(None);
-        };
-        if let Some(a) = is_active {
-            record.is_active = a;
-        }
-        if let Some(r) = role {
-            record.role = r;
-            record.is_admin = r == Role::Admin;
-        }
-        record.updated_at = now();
-        record.updated_by = by.to_string();
-        record.seq = seq;
-        append(
-            &self.lake,
-            &users_table(),
-            users_schema(),
-            std::slice::from_ref(&record),
-            by,
-        )
-        .await?;
-        self.refresh(true).await?;
-        Ok(Some(record))
+        self.change(&users_table(), users_schema(), by, |s, seq| {
+            let mut record = s.users.current.get(name).cloned()?;
+            if let Some(a) = is_active {
+                record.is_active = a;
+            }
+            if let Some(r) = role {
+                record.role = r;
+                record.is_admin = r == Role::Admin;
+            }
+            record.updated_at = now();
+            record.updated_by = by.to_string();
+            record.seq = seq;
+            Some(record)
+        })
+        .await
     }
 
     /// One API key by id, as of the last refresh.
@@ -511,29 +480,22 @@ impl UserStore {
             uuid::Uuid::new_v4().simple(),
             uuid::Uuid::new_v4().simple()
         );
-        let _guard = self.writes.lock().await;
-        self.refresh(true).await?;
-        let seq = self.read(|s| s.users.max_seq.max(s.keys.max_seq) + 1)?;
-        let at = now();
-        let record = ApiKeyRecord {
-            key_id: key_id.clone(),
-            user_name: user.to_string(),
-            key_hash: hash_key_secret(&secret),
-            label,
-            revoked: false,
-            created_at: at.clone(),
-            updated_at: at,
-            seq,
-        };
-        append(
-            &self.lake,
-            &api_keys_table(),
-            api_keys_schema(),
-            std::slice::from_ref(&record),
-            user,
-        )
-        .await?;
-        self.refresh(true).await?;
+        let record = self
+            .change(&api_keys_table(), api_keys_schema(), user, |_, seq| {
+                let at = now();
+                Some(ApiKeyRecord {
+                    key_id: key_id.clone(),
+                    user_name: user.to_string(),
+                    key_hash: hash_key_secret(&secret),
+                    label,
+                    revoked: false,
+                    created_at: at.clone(),
+                    updated_at: at,
+                    seq,
+                })
+            })
+            .await?
+            .ok_or_else(|| EngineError::Auth("creating an API key".into()))?;
         Ok((record, format!("ak_{key_id}_{secret}")))
     }
 
@@ -542,28 +504,32 @@ impl UserStore {
     /// # Errors
     /// The commit failed.
     pub async fn revoke_api_key(&self, key_id: &str, by: &str) -> Result<Option<ApiKeyRecord>> {
+        self.change(&api_keys_table(), api_keys_schema(), by, |s, seq| {
+            let mut record = s.keys.current.get(key_id).cloned()?;
+            record.revoked = true;
+            record.updated_at = now();
+            record.seq = seq;
+            Some(record)
+        })
+        .await
+    }
+
+    /// Appends the row `make` builds from the fresh state and the next `seq` (nothing when
+    /// it returns `None`), one writer at a time in this process, then reloads.
+    async fn change<T: Serialize>(
+        &self,
+        id: &TableId,
+        schema: SchemaRef,
+        by: &str,
+        make: impl FnOnce(&State, i64) -> Option<T>,
+    ) -> Result<Option<T>> {
         let _guard = self.writes.lock().await;
         self.refresh(true).await?;
-        let (current, seq) = self.read(|s| {
-            (
-                s.keys.current.get(key_id).cloned(),
-                s.users.max_seq.max(s.keys.max_seq) + 1,
-            )
-        })?;
-        let Some(mut record) = current else {
+        let record = self.read(|s| make(s, s.users.max_seq.max(s.keys.max_seq) + 1))?;
+        let Some(record) = record else {
             return Ok(None);
         };
-        record.revoked = true;
-        record.updated_at = now();
-        record.seq = seq;
-        append(
-            &self.lake,
-            &api_keys_table(),
-            api_keys_schema(),
-            std::slice::from_ref(&record),
-            by,
-        )
-        .await?;
+        append(&self.lake, id, schema, std::slice::from_ref(&record), by).await?;
         self.refresh(true).await?;
         Ok(Some(record))
     }
