@@ -99,8 +99,16 @@ impl Format {
     }
 }
 
-/// Encodes batches of one schema as CSV, Arrow IPC or Parquet, handing out bytes per batch.
+/// Encodes batches of one schema, handing out bytes per batch.
 pub enum Encoder {
+    /// `{"columns": [...], "rows": [...], "count": N, "truncated": bool}`, rows written as
+    /// they come.
+    Json {
+        /// The opening, until the first bytes go out.
+        head: Option<String>,
+        /// Rows written so far.
+        rows: usize,
+    },
     /// CSV; the header is written before the first batch.
     Csv {
         /// True once the header is out.
@@ -121,13 +129,27 @@ fn enc_err(e: impl std::fmt::Display) -> ApiError {
 }
 
 impl Encoder {
-    /// An encoder for `format` (not JSON) over `schema`.
+    /// An encoder for `format` over `schema`.
     ///
     /// # Errors
     /// The writer could not start (an unsupported type).
     pub fn new(format: Format, schema: SchemaRef) -> Result<Encoder> {
         Ok(match format {
-            Format::Json | Format::Csv => Encoder::Csv {
+            Format::Json => {
+                let columns: Vec<serde_json::Value> = schema
+                    .fields()
+                    .iter()
+                    .map(|f| serde_json::json!({"name": f.name(), "type": f.data_type().to_string()}))
+                    .collect();
+                Encoder::Json {
+                    head: Some(format!(
+                        "{{\"columns\":{},\"rows\":[",
+                        serde_json::Value::Array(columns)
+                    )),
+                    rows: 0,
+                }
+            }
+            Format::Csv => Encoder::Csv {
                 started: false,
                 schema,
             },
@@ -158,6 +180,27 @@ impl Encoder {
     /// Encoding failed.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<Bytes> {
         Ok(Bytes::from(match self {
+            Encoder::Json { head, rows } => {
+                let mut out = head.take().unwrap_or_default().into_bytes();
+                let mut w = arrow::json::WriterBuilder::new()
+                    .with_explicit_nulls(true)
+                    .build::<_, arrow::json::writer::LineDelimited>(Vec::new());
+                w.write(batch).map_err(enc_err)?;
+                w.finish().map_err(enc_err)?;
+                // One object per line (JSON escapes newlines inside strings).
+                for line in w
+                    .into_inner()
+                    .split(|b| *b == b'\n')
+                    .filter(|l| !l.is_empty())
+                {
+                    if *rows > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(line);
+                    *rows += 1;
+                }
+                out
+            }
             Encoder::Csv { started, .. } => Self::csv(started, batch)?,
             Encoder::Arrow(w) => {
                 w.write(batch).map_err(enc_err)?;
@@ -173,12 +216,18 @@ impl Encoder {
         }))
     }
 
-    /// Ends the body (CSV header when no rows, IPC end marker, Parquet footer).
+    /// Ends the body (JSON count and `truncated`, CSV header when no rows, IPC end marker,
+    /// Parquet footer).
     ///
     /// # Errors
     /// Encoding failed.
-    pub fn finish(&mut self) -> Result<Bytes> {
+    pub fn finish(&mut self, truncated: bool) -> Result<Bytes> {
         Ok(Bytes::from(match self {
+            Encoder::Json { head, rows } => {
+                let mut out = head.take().unwrap_or_default();
+                out.push_str(&format!("],\"count\":{rows},\"truncated\":{truncated}}}"));
+                out.into_bytes()
+            }
             Encoder::Csv { started, schema } => {
                 if *started {
                     Vec::new()
@@ -208,75 +257,99 @@ pub fn encode_all(format: Format, schema: SchemaRef, batches: &[RecordBatch]) ->
     for b in batches {
         out.extend_from_slice(&e.write(b)?);
     }
-    out.extend_from_slice(&e.finish()?);
+    out.extend_from_slice(&e.finish(false)?);
     Ok(out)
 }
 
+/// A body being streamed: at most `left` more rows; `truncated` once rows were left out.
+struct Streamed {
+    stream: SendableRecordBatchStream,
+    encoder: Encoder,
+    left: usize,
+    truncated: bool,
+    done: bool,
+}
+
+impl Streamed {
+    fn end(&mut self) -> Result<Bytes> {
+        self.done = true;
+        self.encoder.finish(self.truncated)
+    }
+
+    /// The next chunk of the body; `None` after the end.
+    async fn next(&mut self) -> Option<Result<Bytes>> {
+        if self.done {
+            return None;
+        }
+        if self.left == 0 && self.truncated {
+            return Some(self.end());
+        }
+        loop {
+            let chunk = match self.stream.next().await {
+                Some(Ok(b)) if b.num_rows() == 0 => continue,
+                Some(Ok(_)) if self.left == 0 => {
+                    self.truncated = true;
+                    self.end()
+                }
+                Some(Ok(b)) => {
+                    let b = if b.num_rows() > self.left {
+                        self.truncated = true;
+                        b.slice(0, self.left)
+                    } else {
+                        b
+                    };
+                    self.left -= b.num_rows();
+                    self.encoder.write(&b)
+                }
+                Some(Err(e)) => match QueryError::from_datafusion(e) {
+                    // The limit was reached; the row cap only says more rows exist.
+                    QueryError::TooManyRows(_) if self.left == 0 => {
+                        self.truncated = true;
+                        self.end()
+                    }
+                    e => {
+                        self.done = true;
+                        Err(e.into())
+                    }
+                },
+                None => self.end(),
+            };
+            return Some(chunk);
+        }
+    }
+}
+
 /// A streamed response: each batch of `stream` (at most `limit` rows in all) is encoded and
-/// sent as it arrives. The first batch is awaited before the status is sent, so errors of
-/// planning and of the first batch (timeouts, exhausted memory) are proper 4xx/5xx answers;
-/// an error after the first bytes ends the body early and is logged.
+/// sent as it arrives. The first chunk is produced before the status is sent, so errors of
+/// the first batch (timeouts, exhausted memory) are proper 4xx/5xx answers; an error after
+/// the first bytes ends the body early and is logged.
 ///
 /// # Errors
 /// The first batch failed, or the encoder could not start.
 pub async fn stream_response(
     format: Format,
-    mut stream: SendableRecordBatchStream,
+    stream: SendableRecordBatchStream,
     limit: Option<usize>,
     extra: Vec<(&'static str, HeaderValue)>,
 ) -> Result<Response> {
-    let schema = stream.schema();
-    let mut encoder = Encoder::new(format, schema)?;
-    let first = match stream.next().await {
-        Some(Ok(b)) => Some(b),
-        Some(Err(e)) => return Err(QueryError::from_datafusion(e).into()),
-        None => None,
+    let encoder = Encoder::new(format, stream.schema())?;
+    let mut body = Streamed {
+        stream,
+        encoder,
+        left: limit.unwrap_or(usize::MAX),
+        truncated: false,
+        done: false,
     };
-    let mut left = limit.unwrap_or(usize::MAX);
-    let mut step = move |batch: Option<RecordBatch>| -> Result<Option<Bytes>> {
-        match batch {
-            Some(b) => {
-                if left == 0 {
-                    return Ok(None);
-                }
-                let b = if b.num_rows() > left {
-                    b.slice(0, left)
-                } else {
-                    b
-                };
-                left -= b.num_rows();
-                encoder.write(&b).map(Some)
-            }
-            None => encoder.finish().map(Some),
-        }
-    };
-    let (head, ended) = match first {
-        Some(b) => match step(Some(b))? {
-            Some(bytes) => (bytes, false),
-            None => (step(None)?.unwrap_or_default(), true),
-        },
-        None => (step(None)?.unwrap_or_default(), true),
-    };
-    let rest = if ended { None } else { Some((stream, step)) };
-    let tail = futures::stream::unfold(rest, |state| async move {
-        let (mut stream, mut step) = state?;
-        let out = match stream.next().await {
-            Some(Ok(b)) => match step(Some(b)) {
-                Ok(Some(bytes)) => Ok((bytes, true)),
-                Ok(None) => step(None).map(|b| (b.unwrap_or_default(), false)),
-                Err(e) => Err(e),
-            },
-            Some(Err(e)) => Err(ApiError::internal(e)),
-            None => step(None).map(|b| (b.unwrap_or_default(), false)),
-        };
-        match out {
-            Ok((bytes, true)) => Some((Ok(bytes), Some((stream, step)))),
-            Ok((bytes, false)) => Some((Ok(bytes), None)),
-            Err(e) => {
+    let head = body.next().await.unwrap_or_else(|| Ok(Bytes::new()))?;
+    let tail = futures::stream::unfold(body, |mut b| async move {
+        let chunk = b.next().await?;
+        Some((
+            chunk.map_err(|e| {
                 tracing::error!(error = %e, "streamed response failed");
-                Some((Err(std::io::Error::other("response failed")), None))
-            }
-        }
+                std::io::Error::other("response failed")
+            }),
+            b,
+        ))
     });
     let body = futures::stream::once(async move { Ok::<_, std::io::Error>(head) }).chain(tail);
     let mut res = (StatusCode::OK, Body::from_stream(body)).into_response();

@@ -129,6 +129,7 @@ async fn large_query_results_stream() {
         "application/vnd.apache.arrow.stream",
         "application/vnd.apache.parquet",
         "text/csv",
+        "application/json",
     ] {
         let res = reqwest::Client::new()
             .post(s.url("/api/v1/query"))
@@ -151,6 +152,13 @@ async fn large_query_results_stream() {
                     - 1
             }
             "application/vnd.apache.parquet" => rows(&parquet_batches(bytes)),
+            "application/json" => {
+                let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                assert_eq!(v["truncated"], true);
+                assert_eq!(v["count"], 250_000);
+                assert_eq!(v["rows"][249_999]["twice"], 499_998);
+                v["rows"].as_array().unwrap().len()
+            }
             _ => rows(&arrow_batches(&bytes)),
         };
         assert_eq!(n, 250_000, "{accept}");
