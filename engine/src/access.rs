@@ -543,7 +543,7 @@ impl AccessPolicy {
             v.leeway = 5;
             let data = jsonwebtoken::decode::<Claims>(token, &self.keys.decoding, &v)
                 .map_err(|_| AuthError::BadToken)?;
-            return self.current(&data.claims.sub, None).await;
+            return self.current(&data.claims.sub).await;
         }
         let Some(oidc) = &self.oidc else {
             return Err(AuthError::BadToken);
@@ -577,13 +577,34 @@ impl AccessPolicy {
             _ => None,
         }
         .unwrap_or(oidc.settings.default_role);
-        self.current(&name, Some(role)).await
+        self.external(&name, role).await
+    }
+
+    /// The principal for an OIDC user: the token's role, lowered (never raised) by an
+    /// account of the same name in the store, which can also deactivate it. Config users are
+    /// not consulted, so an issuer that lets users pick their name cannot borrow a local
+    /// admin's role.
+    async fn external(&self, name: &str, role: Role) -> Result<Principal, AuthError> {
+        let record = match &self.store {
+            Some(store) => store.user(name).await.map_err(unavailable)?,
+            None => None,
+        };
+        match record {
+            Some(r) if !r.is_active => Err(AuthError::Inactive(r.name)),
+            Some(r) => Ok(Principal {
+                role: role.min(r.effective_role()),
+                name: r.name,
+            }),
+            None => Ok(Principal {
+                name: name.to_string(),
+                role,
+            }),
+        }
     }
 
     /// The principal for `name` now: config users keep their role; stored accounts must be
-    /// active and act with their current role; `external` is the role an OIDC token names
-    /// for a user the lake does not know.
-    async fn current(&self, name: &str, external: Option<Role>) -> Result<Principal, AuthError> {
+    /// active and act with their current role; anyone else is refused.
+    async fn current(&self, name: &str) -> Result<Principal, AuthError> {
         if let Some(u) = self.users.get(name) {
             return Ok(Principal {
                 name: u.name.clone(),
@@ -594,17 +615,13 @@ impl AccessPolicy {
             Some(store) => store.user(name).await.map_err(unavailable)?,
             None => None,
         };
-        match (record, external) {
-            (Some(r), _) if !r.is_active => Err(AuthError::Inactive(r.name)),
-            (Some(r), _) => Ok(Principal {
+        match record {
+            Some(r) if !r.is_active => Err(AuthError::Inactive(r.name)),
+            Some(r) => Ok(Principal {
                 role: r.effective_role(),
                 name: r.name,
             }),
-            (None, Some(role)) => Ok(Principal {
-                name: name.to_string(),
-                role,
-            }),
-            (None, None) => Err(AuthError::BadToken),
+            None => Err(AuthError::BadToken),
         }
     }
 
@@ -619,7 +636,7 @@ impl AccessPolicy {
         if key.revoked || !same(key.key_hash.as_bytes(), hash_key_secret(secret).as_bytes()) {
             return Err(AuthError::BadToken);
         }
-        self.current(&key.user_name, None).await
+        self.current(&key.user_name).await
     }
 }
 

@@ -500,6 +500,45 @@ async fn oidc_tokens_signed_by_the_issuers_jwks_work() {
         let (status, _) = call(&s, Method::GET, "/api/v1/catalog", Some(&token), None).await;
         assert_eq!(status, 401, "{what}");
     }
+    // A token naming a local admin's user name gets only its own role.
+    let borrowed = json!({"iss": "https://id.example.test", "aud": "assay", "sub": "x",
+        "preferred_username": ADMIN.0, "exp": now() + 600, "iat": now()});
+    let borrowed = oidc_token(key, "test-key", borrowed);
+    assert_eq!(
+        call(&s, Method::GET, silver, Some(&borrowed), None).await.0,
+        404
+    );
+    // An account of the same name lowers the role, and deactivating it locks the user out.
+    let admin = s.token(ADMIN).await;
+    let (status, _) = call(
+        &s,
+        Method::POST,
+        "/api/v1/users",
+        Some(&admin),
+        Some(json!({"username": "olga", "password": "olga-password", "role": "reader"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert_eq!(
+        call(&s, Method::GET, silver, Some(&engineer), None).await.0,
+        404
+    );
+    let (status, _) = call(
+        &s,
+        Method::PATCH,
+        "/api/v1/users/olga",
+        Some(&admin),
+        Some(json!({"is_active": false})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        call(&s, Method::GET, "/api/v1/catalog", Some(&engineer), None)
+            .await
+            .0,
+        403
+    );
+
     // Keys were fetched once and cached; the unknown kid refetches at most every 10 s.
     assert_eq!(fetches.load(Ordering::SeqCst), 1);
 }
