@@ -1,13 +1,16 @@
 //! # assay-api
 //!
-//! The REST gateway: the lake's catalog, filtered rows, appends and read-only SQL over HTTP
-//! (axum), with a Redis or in-process response cache.
+//! The REST gateway: the lake's catalog, filtered rows, appends, read-only SQL, runs and
+//! accounts over HTTP (axum), with a Redis or in-process response cache.
 //!
 //! - [`Gateway`]: what every handler shares — the query service (catalog + limits), the
-//!   access policy (the same users and tokens as Flight SQL), the cache;
+//!   access policy (the same accounts and tokens as Flight SQL), the cache, the run launcher;
 //! - [`router`]: the routes; [`serve`] runs them on a listener until a shutdown signal;
 //! - [`params::RowsQuery`]: the rows query string, its cache key and its filters;
-//! - [`cache::Cache`]: entries stamped with the table version they were computed from.
+//! - [`cache::Cache`]: entries stamped with the table version they were computed from;
+//! - [`format`]: JSON, CSV, Arrow IPC and Parquet bodies, streamed batch by batch;
+//! - [`openapi`]: the OpenAPI document and the Postman collection, from one route list;
+//! - [`metrics`]: the Prometheus recorder behind `/metrics`.
 //!
 //! The gateway never decides access itself: it asks the engine's `AccessPolicy` for the
 //! principal and its role, and `QueryService` for role-restricted, read-only queries.
@@ -74,7 +77,7 @@ impl Gateway {
     }
 }
 
-/// The caller, from `Authorization: Bearer <token>`.
+/// The caller, from `Authorization: Bearer <token>` (a JWT or an API key) or `X-API-Key`.
 #[derive(Debug, Clone)]
 pub struct Caller(pub Principal);
 
