@@ -585,21 +585,16 @@ impl AccessPolicy {
     /// not consulted, so an issuer that lets users pick their name cannot borrow a local
     /// admin's role.
     async fn external(&self, name: &str, role: Role) -> Result<Principal, AuthError> {
-        let record = match &self.store {
-            Some(store) => store.user(name).await.map_err(unavailable)?,
-            None => None,
-        };
-        match record {
-            Some(r) if !r.is_active => Err(AuthError::Inactive(r.name)),
-            Some(r) => Ok(Principal {
-                role: role.min(r.effective_role()),
-                name: r.name,
-            }),
-            None => Ok(Principal {
+        Ok(match self.stored(name).await? {
+            Some(p) => Principal {
+                role: role.min(p.role),
+                name: p.name,
+            },
+            None => Principal {
                 name: name.to_string(),
                 role,
-            }),
-        }
+            },
+        })
     }
 
     /// The principal for `name` now: config users keep their role; stored accounts must be
@@ -611,17 +606,25 @@ impl AccessPolicy {
                 role: u.role,
             });
         }
+        self.stored(name).await?.ok_or(AuthError::BadToken)
+    }
+
+    /// The stored account `name` as a principal, `None` when there is none.
+    ///
+    /// # Errors
+    /// [`AuthError::Inactive`] for an inactive account.
+    async fn stored(&self, name: &str) -> Result<Option<Principal>, AuthError> {
         let record = match &self.store {
             Some(store) => store.user(name).await.map_err(unavailable)?,
             None => None,
         };
         match record {
             Some(r) if !r.is_active => Err(AuthError::Inactive(r.name)),
-            Some(r) => Ok(Principal {
+            Some(r) => Ok(Some(Principal {
                 role: r.effective_role(),
                 name: r.name,
-            }),
-            None => Err(AuthError::BadToken),
+            })),
+            None => Ok(None),
         }
     }
 
