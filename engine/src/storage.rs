@@ -303,6 +303,8 @@ pub struct Lake {
     options: StorageOptions,
     store: Arc<dyn ObjectStore>,
     prefix: object_store::path::Path,
+    /// The last version [`Lake::latest_version`] saw per table: the next listing starts there.
+    seen: Arc<std::sync::Mutex<HashMap<TableId, i64>>>,
 }
 
 impl fmt::Debug for Lake {
@@ -373,6 +375,7 @@ impl Lake {
             options: options.clone(),
             store,
             prefix,
+            seen: Arc::default(),
         })
     }
 
@@ -429,7 +432,9 @@ impl Lake {
     }
 
     /// The latest committed version of a table from one listing of its `_delta_log`
-    /// (cheaper than loading it), or `None` when it has no commit.
+    /// (cheaper than loading it), or `None` when it has no commit. The listing starts at the
+    /// version this lake saw last, so it stays short on long logs (stores list from an offset
+    /// natively); a table whose log went back (re-created) is listed from the start.
     ///
     /// # Errors
     /// Listing the store failed.
@@ -440,7 +445,37 @@ impl Lake {
             .join(id.layer.as_str())
             .join(id.name.as_str())
             .join("_delta_log");
-        let mut entries = self.store.list(Some(&log));
+        let hint = self.seen.lock().ok().and_then(|m| m.get(id).copied());
+        let latest = match hint {
+            Some(v) => match self.list_versions(id, &log, Some(v)).await? {
+                Some(found) if found >= v => Some(found),
+                _ => self.list_versions(id, &log, None).await?,
+            },
+            None => self.list_versions(id, &log, None).await?,
+        };
+        if let Ok(mut m) = self.seen.lock() {
+            match latest {
+                Some(v) => m.insert(id.clone(), v),
+                None => m.remove(id),
+            };
+        }
+        Ok(latest)
+    }
+
+    /// The highest commit or checkpoint version in `log`, listing from version `from`.
+    async fn list_versions(
+        &self,
+        id: &TableId,
+        log: &object_store::path::Path,
+        from: Option<i64>,
+    ) -> Result<Option<i64>> {
+        let mut entries = match from {
+            // Entries sort after the bare 20-digit name: `<v>.json` is included.
+            Some(v) => self
+                .store
+                .list_with_offset(Some(log), &log.clone().join(format!("{v:020}"))),
+            None => self.store.list(Some(log)),
+        };
         let mut latest: Option<i64> = None;
         loop {
             match entries.try_next().await {
@@ -550,6 +585,49 @@ fn normalize(path: &Path) -> std::path::PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn latest_version_follows_new_commits_and_recreated_tables() {
+        use crate::delta::{CommitInfo, WriteMode, write_frame};
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::resolve("lake", dir.path()).unwrap();
+        let id = TableId::parse("gold.t").unwrap();
+        assert_eq!(lake.latest_version(&id).await.unwrap(), None);
+        let write = |mode| {
+            let lake = lake.clone();
+            let id = id.clone();
+            async move {
+                let df = datafusion::prelude::SessionContext::new()
+                    .sql("SELECT 1 AS x")
+                    .await
+                    .unwrap();
+                write_frame(&lake, &id, df, mode, &[], &CommitInfo::new(vec![], "t"))
+                    .await
+                    .unwrap();
+            }
+        };
+        for expected in 0..3 {
+            write(WriteMode::Append).await;
+            assert_eq!(lake.latest_version(&id).await.unwrap(), Some(expected));
+            // Asked again from the remembered version: unchanged.
+            assert_eq!(lake.latest_version(&id).await.unwrap(), Some(expected));
+        }
+        // Another handle on the same lake (another process) starts from scratch.
+        let other = Lake::resolve("lake", dir.path()).unwrap();
+        assert_eq!(other.latest_version(&id).await.unwrap(), Some(2));
+        // The table is dropped and re-created: its log starts again at 0.
+        std::fs::remove_dir_all(dir.path().join("lake/gold/t")).unwrap();
+        assert_eq!(lake.latest_version(&id).await.unwrap(), None);
+        write(WriteMode::Append).await;
+        write(WriteMode::Append).await;
+        std::fs::remove_dir_all(dir.path().join("lake/gold/t")).unwrap();
+        write(WriteMode::Append).await;
+        assert_eq!(
+            other.latest_version(&id).await.unwrap(),
+            Some(0),
+            "hint 2, log at 0"
+        );
+    }
 
     #[test]
     fn resolves_relative_file_urls_against_the_project() {
