@@ -247,20 +247,6 @@ impl Encoder {
     }
 }
 
-/// Encodes whole batches into one body (for responses that are cached).
-///
-/// # Errors
-/// Encoding failed.
-pub fn encode_all(format: Format, schema: SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>> {
-    let mut e = Encoder::new(format, schema)?;
-    let mut out = Vec::new();
-    for b in batches {
-        out.extend_from_slice(&e.write(b)?);
-    }
-    out.extend_from_slice(&e.finish(false)?);
-    Ok(out)
-}
-
 /// A body being streamed: at most `left` more rows; `truncated` once rows were left out.
 struct Streamed {
     stream: SendableRecordBatchStream,

@@ -39,25 +39,8 @@ async fn server_with(signup: SignupPolicy, oidc: Option<OidcSettings>) -> Server
     .await
 }
 
-async fn call(
-    s: &Server,
-    m: Method,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let res = s.call(m, path, token, body).await;
-    let status = res.status().as_u16();
-    let text = res.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
 async fn login(s: &Server, user: &str, password: &str) -> (u16, Value) {
-    call(
-        s,
+    s.json(
         Method::POST,
         "/api/v1/login",
         None,
@@ -89,28 +72,25 @@ async fn approval_signup_admin_activation_roles_and_deactivation() {
     let root = body["token"].as_str().unwrap().to_string();
 
     let creds = json!({"username": "newbie", "password": "newbie-password"});
-    let (status, body) = call(
-        &s,
-        Method::POST,
-        "/api/v1/signup",
-        None,
-        Some(creds.clone()),
-    )
-    .await;
+    let (status, body) = s
+        .json(Method::POST, "/api/v1/signup", None, Some(creds.clone()))
+        .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["user"]["is_active"], false);
     assert_eq!(body["user"]["role"], "reader");
     assert!(!body.to_string().contains("argon2"), "{body}");
-    let (status, body) = call(&s, Method::POST, "/api/v1/signup", None, Some(creds)).await;
+    let (status, body) = s
+        .json(Method::POST, "/api/v1/signup", None, Some(creds))
+        .await;
     assert_eq!((status, body["code"].as_str()), (409, Some("conflict")));
-    let (status, body) = call(
-        &s,
-        Method::POST,
-        "/api/v1/signup",
-        None,
-        Some(json!({"username": "x", "password": "short"})),
-    )
-    .await;
+    let (status, body) = s
+        .json(
+            Method::POST,
+            "/api/v1/signup",
+            None,
+            Some(json!({"username": "x", "password": "short"})),
+        )
+        .await;
     assert_eq!(status, 400);
     assert!(
         body["message"].as_str().unwrap().contains("password"),
@@ -128,9 +108,13 @@ async fn approval_signup_admin_activation_roles_and_deactivation() {
 
     // Only admins manage accounts.
     let reader = s.token(READER).await;
-    let (status, _) = call(&s, Method::GET, "/api/v1/users", Some(&reader), None).await;
+    let (status, _) = s
+        .json(Method::GET, "/api/v1/users", Some(&reader), None)
+        .await;
     assert_eq!(status, 403);
-    let (status, body) = call(&s, Method::GET, "/api/v1/users", Some(&root), None).await;
+    let (status, body) = s
+        .json(Method::GET, "/api/v1/users", Some(&root), None)
+        .await;
     assert_eq!(status, 200);
     let names: Vec<&str> = body["users"]
         .as_array()
@@ -141,15 +125,7 @@ async fn approval_signup_admin_activation_roles_and_deactivation() {
     assert_eq!(names, ["newbie", "root"]);
     assert!(!body.to_string().contains("password_hash"));
 
-    let patch = |b: Value| {
-        call(
-            &s,
-            Method::PATCH,
-            "/api/v1/users/newbie",
-            Some(&root),
-            Some(b),
-        )
-    };
+    let patch = |b: Value| s.json(Method::PATCH, "/api/v1/users/newbie", Some(&root), Some(b));
     let (status, body) = patch(json!({"is_active": true})).await;
     assert_eq!((status, body["is_active"].as_bool()), (200, Some(true)));
     let (status, body) = login(&s, "newbie", "newbie-password").await;
@@ -157,7 +133,7 @@ async fn approval_signup_admin_activation_roles_and_deactivation() {
     let newbie = body["token"].as_str().unwrap().to_string();
     let silver = "/api/v1/tables/silver.orders/rows";
     assert_eq!(
-        call(&s, Method::GET, silver, Some(&newbie), None).await.0,
+        s.json(Method::GET, silver, Some(&newbie), None).await.0,
         404
     );
 
@@ -165,36 +141,38 @@ async fn approval_signup_admin_activation_roles_and_deactivation() {
     let (status, _) = patch(json!({"role": "engineer"})).await;
     assert_eq!(status, 200);
     assert_eq!(
-        call(&s, Method::GET, silver, Some(&newbie), None).await.0,
+        s.json(Method::GET, silver, Some(&newbie), None).await.0,
         200
     );
 
     // Deactivation stops the token at once.
     assert_eq!(patch(json!({"is_active": false})).await.0, 200);
-    let (status, body) = call(&s, Method::GET, "/api/v1/catalog", Some(&newbie), None).await;
+    let (status, body) = s
+        .json(Method::GET, "/api/v1/catalog", Some(&newbie), None)
+        .await;
     assert_eq!(status, 403, "{body}");
     assert!(body["message"].as_str().unwrap().contains("inactive"));
 
     // Bad patches name the problem; an admin cannot lock themselves out.
     let (status, body) = patch(json!({"role": "overlord"})).await;
     assert_eq!(status, 400, "{body}");
-    let (status, _) = call(
-        &s,
-        Method::PATCH,
-        "/api/v1/users/nobody",
-        Some(&root),
-        Some(json!({"is_active": true})),
-    )
-    .await;
+    let (status, _) = s
+        .json(
+            Method::PATCH,
+            "/api/v1/users/nobody",
+            Some(&root),
+            Some(json!({"is_active": true})),
+        )
+        .await;
     assert_eq!(status, 404);
-    let (status, body) = call(
-        &s,
-        Method::PATCH,
-        "/api/v1/users/root",
-        Some(&root),
-        Some(json!({"is_active": false})),
-    )
-    .await;
+    let (status, body) = s
+        .json(
+            Method::PATCH,
+            "/api/v1/users/root",
+            Some(&root),
+            Some(json!({"is_active": false})),
+        )
+        .await;
     assert_eq!(status, 400);
     assert!(body["message"].as_str().unwrap().contains("yourself"));
 
@@ -204,28 +182,28 @@ async fn approval_signup_admin_activation_roles_and_deactivation() {
         "/api/v1/tables/_system.api_keys",
     ] {
         assert_eq!(
-            call(&s, Method::GET, path, Some(&root), None).await.0,
+            s.json(Method::GET, path, Some(&root), None).await.0,
             404,
             "{path}"
         );
     }
-    let (status, body) = call(
-        &s,
-        Method::POST,
-        "/api/v1/query",
-        Some(&root),
-        Some(json!({"sql": "SELECT password_hash FROM _system.users"})),
-    )
-    .await;
+    let (status, body) = s
+        .json(
+            Method::POST,
+            "/api/v1/query",
+            Some(&root),
+            Some(json!({"sql": "SELECT password_hash FROM _system.users"})),
+        )
+        .await;
     assert_eq!(status, 404, "{body}");
-    let (_, body) = call(
-        &s,
-        Method::GET,
-        "/api/v1/catalog?layer=_system",
-        Some(&root),
-        None,
-    )
-    .await;
+    let (_, body) = s
+        .json(
+            Method::GET,
+            "/api/v1/catalog?layer=_system",
+            Some(&root),
+            None,
+        )
+        .await;
     assert!(!body.to_string().contains("users"), "{body}");
 
     // Every change is a commit of _system.users.
@@ -241,7 +219,9 @@ async fn approval_signup_admin_activation_roles_and_deactivation() {
 async fn open_and_closed_signup() {
     let open = server(SignupPolicy::Open).await;
     let creds = json!({"username": "walk-in", "password": "walk-in-password"});
-    let (status, body) = call(&open, Method::POST, "/api/v1/signup", None, Some(creds)).await;
+    let (status, body) = open
+        .json(Method::POST, "/api/v1/signup", None, Some(creds))
+        .await;
     assert_eq!(
         (status, body["user"]["is_active"].as_bool()),
         (201, Some(true))
@@ -250,19 +230,21 @@ async fn open_and_closed_signup() {
 
     let closed = server(SignupPolicy::Closed).await;
     let creds = json!({"username": "walk-in", "password": "walk-in-password"});
-    let (status, body) = call(&closed, Method::POST, "/api/v1/signup", None, Some(creds)).await;
+    let (status, body) = closed
+        .json(Method::POST, "/api/v1/signup", None, Some(creds))
+        .await;
     assert_eq!(status, 403);
     assert!(body["message"].as_str().unwrap().contains("closed"));
     // Admins still create accounts, active, with a role.
     let admin = closed.token(ADMIN).await;
-    let (status, body) = call(
-        &closed,
-        Method::POST,
-        "/api/v1/users",
-        Some(&admin),
-        Some(json!({"username": "eng", "password": "engineer-password", "role": "engineer"})),
-    )
-    .await;
+    let (status, body) = closed
+        .json(
+            Method::POST,
+            "/api/v1/users",
+            Some(&admin),
+            Some(json!({"username": "eng", "password": "engineer-password", "role": "engineer"})),
+        )
+        .await;
     assert_eq!((status, body["role"].as_str()), (201, Some("engineer")));
     assert_eq!(login(&closed, "eng", "engineer-password").await.0, 200);
 }
@@ -288,15 +270,12 @@ async fn forged_unsigned_and_expired_tokens_get_401() {
     };
     let catalog = "/api/v1/catalog";
     let good = s.gateway.policy.issue_token(&admin).unwrap();
-    assert_eq!(
-        call(&s, Method::GET, catalog, Some(&good), None).await.0,
-        200
-    );
+    assert_eq!(s.json(Method::GET, catalog, Some(&good), None).await.0, 200);
 
     let other = AccessPolicy::new(Vec::new(), Duration::from_secs(60))
         .with_secret(b"somebody else's secret, also long enough");
     let forged = other.issue_token(&admin).unwrap();
-    let (status, body) = call(&s, Method::GET, catalog, Some(&forged), None).await;
+    let (status, body) = s.json(Method::GET, catalog, Some(&forged), None).await;
     assert_eq!(
         (status, body["code"].as_str()),
         (401, Some("unauthenticated"))
@@ -307,7 +286,7 @@ async fn forged_unsigned_and_expired_tokens_get_401() {
     let forged_sig = forged.split('.').nth(2).unwrap();
     parts[2] = forged_sig;
     assert_eq!(
-        call(&s, Method::GET, catalog, Some(&parts.join(".")), None)
+        s.json(Method::GET, catalog, Some(&parts.join(".")), None)
             .await
             .0,
         401
@@ -319,10 +298,7 @@ async fn forged_unsigned_and_expired_tokens_get_401() {
         now() + 600
     );
     let none = format!("{}.{}.", b64(r#"{"alg":"none","typ":"JWT"}"#), b64(&claims));
-    assert_eq!(
-        call(&s, Method::GET, catalog, Some(&none), None).await.0,
-        401
-    );
+    assert_eq!(s.json(Method::GET, catalog, Some(&none), None).await.0, 401);
 
     let expired = s
         .gateway
@@ -330,7 +306,7 @@ async fn forged_unsigned_and_expired_tokens_get_401() {
         .issue_token_with(&admin, now() - 7200, Duration::from_secs(3600))
         .unwrap();
     assert_eq!(
-        call(&s, Method::GET, catalog, Some(&expired), None).await.0,
+        s.json(Method::GET, catalog, Some(&expired), None).await.0,
         401
     );
 }
@@ -339,20 +315,22 @@ async fn forged_unsigned_and_expired_tokens_get_401() {
 async fn api_keys_act_as_their_owner_until_revoked() {
     let s = server(SignupPolicy::Approval).await;
     let reader = s.token(READER).await;
-    let (status, body) = call(
-        &s,
-        Method::POST,
-        "/api/v1/api-keys",
-        Some(&reader),
-        Some(json!({"label": "notebook"})),
-    )
-    .await;
+    let (status, body) = s
+        .json(
+            Method::POST,
+            "/api/v1/api-keys",
+            Some(&reader),
+            Some(json!({"label": "notebook"})),
+        )
+        .await;
     assert_eq!(status, 201, "{body}");
     let key = body["key"].as_str().unwrap().to_string();
     let id = body["key_id"].as_str().unwrap().to_string();
     assert!(key.starts_with(&format!("ak_{id}_")));
 
-    let (status, body) = call(&s, Method::GET, "/api/v1/catalog", Some(&key), None).await;
+    let (status, body) = s
+        .json(Method::GET, "/api/v1/catalog", Some(&key), None)
+        .await;
     assert_eq!(status, 200);
     let layers: Vec<&str> = body["tables"]
         .as_array()
@@ -370,7 +348,9 @@ async fn api_keys_act_as_their_owner_until_revoked() {
     assert_eq!(res.status(), 200);
 
     // Listed without the secret; the stored hash is not the key.
-    let (_, body) = call(&s, Method::GET, "/api/v1/api-keys", Some(&reader), None).await;
+    let (_, body) = s
+        .json(Method::GET, "/api/v1/api-keys", Some(&reader), None)
+        .await;
     assert_eq!(body["api_keys"][0]["key_id"], id.as_str());
     assert_eq!(body["api_keys"][0]["label"], "notebook");
     assert!(!body.to_string().contains(&key[3 + id.len() + 1..]));
@@ -378,7 +358,7 @@ async fn api_keys_act_as_their_owner_until_revoked() {
     // A wrong secret for a real id, someone else's revoke, then the owner's.
     let wrong = format!("ak_{id}_{}", "0".repeat(64));
     assert_eq!(
-        call(&s, Method::GET, "/api/v1/catalog", Some(&wrong), None)
+        s.json(Method::GET, "/api/v1/catalog", Some(&wrong), None)
             .await
             .0,
         401
@@ -386,15 +366,15 @@ async fn api_keys_act_as_their_owner_until_revoked() {
     let engineer = s.token(crate::kit::ENGINEER).await;
     let revoke = format!("/api/v1/api-keys/{id}");
     assert_eq!(
-        call(&s, Method::DELETE, &revoke, Some(&engineer), None)
+        s.json(Method::DELETE, &revoke, Some(&engineer), None)
             .await
             .0,
         404
     );
-    let (status, body) = call(&s, Method::DELETE, &revoke, Some(&reader), None).await;
+    let (status, body) = s.json(Method::DELETE, &revoke, Some(&reader), None).await;
     assert_eq!((status, body["revoked"].as_bool()), (200, Some(true)));
     assert_eq!(
-        call(&s, Method::GET, "/api/v1/catalog", Some(&key), None)
+        s.json(Method::GET, "/api/v1/catalog", Some(&key), None)
             .await
             .0,
         401
@@ -453,15 +433,15 @@ async fn oidc_tokens_signed_by_the_issuers_jwks_work() {
         "test-key",
         claims("assay", json!(["engineer"]), now() + 600),
     );
-    let (status, body) = call(&s, Method::GET, silver, Some(&engineer), None).await;
+    let (status, body) = s.json(Method::GET, silver, Some(&engineer), None).await;
     assert_eq!(status, 200, "{body}");
     let reader = oidc_token(key, "test-key", claims("assay", Value::Null, now() + 600));
     assert_eq!(
-        call(&s, Method::GET, silver, Some(&reader), None).await.0,
+        s.json(Method::GET, silver, Some(&reader), None).await.0,
         404
     );
     assert_eq!(
-        call(&s, Method::GET, "/api/v1/catalog", Some(&reader), None)
+        s.json(Method::GET, "/api/v1/catalog", Some(&reader), None)
             .await
             .0,
         200
@@ -497,7 +477,9 @@ async fn oidc_tokens_signed_by_the_issuers_jwks_work() {
             oidc_token(key, "rotated", claims("assay", json!("admin"), now() + 600)),
         ),
     ] {
-        let (status, _) = call(&s, Method::GET, "/api/v1/catalog", Some(&token), None).await;
+        let (status, _) = s
+            .json(Method::GET, "/api/v1/catalog", Some(&token), None)
+            .await;
         assert_eq!(status, 401, "{what}");
     }
     // A token naming a local admin's user name gets only its own role.
@@ -505,35 +487,35 @@ async fn oidc_tokens_signed_by_the_issuers_jwks_work() {
         "preferred_username": ADMIN.0, "exp": now() + 600, "iat": now()});
     let borrowed = oidc_token(key, "test-key", borrowed);
     assert_eq!(
-        call(&s, Method::GET, silver, Some(&borrowed), None).await.0,
+        s.json(Method::GET, silver, Some(&borrowed), None).await.0,
         404
     );
     // An account of the same name lowers the role, and deactivating it locks the user out.
     let admin = s.token(ADMIN).await;
-    let (status, _) = call(
-        &s,
-        Method::POST,
-        "/api/v1/users",
-        Some(&admin),
-        Some(json!({"username": "olga", "password": "olga-password", "role": "reader"})),
-    )
-    .await;
+    let (status, _) = s
+        .json(
+            Method::POST,
+            "/api/v1/users",
+            Some(&admin),
+            Some(json!({"username": "olga", "password": "olga-password", "role": "reader"})),
+        )
+        .await;
     assert_eq!(status, 201);
     assert_eq!(
-        call(&s, Method::GET, silver, Some(&engineer), None).await.0,
+        s.json(Method::GET, silver, Some(&engineer), None).await.0,
         404
     );
-    let (status, _) = call(
-        &s,
-        Method::PATCH,
-        "/api/v1/users/olga",
-        Some(&admin),
-        Some(json!({"is_active": false})),
-    )
-    .await;
+    let (status, _) = s
+        .json(
+            Method::PATCH,
+            "/api/v1/users/olga",
+            Some(&admin),
+            Some(json!({"is_active": false})),
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(
-        call(&s, Method::GET, "/api/v1/catalog", Some(&engineer), None)
+        s.json(Method::GET, "/api/v1/catalog", Some(&engineer), None)
             .await
             .0,
         403

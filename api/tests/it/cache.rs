@@ -129,13 +129,7 @@ async fn etags_answer_if_none_match_with_304() {
     let reader = s.token(READER).await;
     let res = s.call(Method::GET, C, Some(&reader), None).await;
     let tag = res.headers()["etag"].to_str().unwrap().to_string();
-    let res = reqwest::Client::new()
-        .get(s.url(C))
-        .bearer_auth(&reader)
-        .header("If-None-Match", &tag)
-        .send()
-        .await
-        .unwrap();
+    let res = s.get_with(C, &reader, &[("If-None-Match", &tag)]).await;
     assert_eq!(res.status(), 304);
     // After a commit the tag changes: the old one gets the full answer.
     append(
@@ -144,13 +138,7 @@ async fn etags_answer_if_none_match_with_304() {
         products(&[33], &["Cup"], &["C"], &[500]),
     )
     .await;
-    let res = reqwest::Client::new()
-        .get(s.url(C))
-        .bearer_auth(&reader)
-        .header("If-None-Match", &tag)
-        .send()
-        .await
-        .unwrap();
+    let res = s.get_with(C, &reader, &[("If-None-Match", &tag)]).await;
     assert_eq!(res.status(), 200);
     assert_ne!(res.headers()["etag"].to_str().unwrap(), tag);
 }

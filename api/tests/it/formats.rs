@@ -12,13 +12,7 @@ use serde_json::json;
 use crate::kit::{ADMIN, READER, Server};
 
 async fn get_as(s: &Server, path: &str, token: &str, accept: &str) -> reqwest::Response {
-    reqwest::Client::new()
-        .get(s.url(path))
-        .bearer_auth(token)
-        .header("Accept", accept)
-        .send()
-        .await
-        .unwrap()
+    s.get_with(path, token, &[("Accept", accept)]).await
 }
 
 fn arrow_batches(bytes: &[u8]) -> Vec<RecordBatch> {
@@ -67,14 +61,9 @@ async fn rows_in_csv_arrow_and_parquet() {
     assert!(!ids.is_empty());
 
     // The CSV ETag answers 304 and differs from the JSON one.
-    let res = reqwest::Client::new()
-        .get(s.url(path))
-        .bearer_auth(&t)
-        .header("Accept", "text/csv")
-        .header("If-None-Match", &tag)
-        .send()
-        .await
-        .unwrap();
+    let res = s
+        .get_with(path, &t, &[("Accept", "text/csv"), ("If-None-Match", &tag)])
+        .await;
     assert_eq!(res.status(), 304);
 
     let res = get_as(&s, path, &t, "application/vnd.apache.arrow.stream").await;

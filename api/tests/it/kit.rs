@@ -153,6 +153,37 @@ impl Server {
         req.send().await.unwrap()
     }
 
+    /// A request's status and its body as JSON (a JSON string when the body is not JSON).
+    pub(crate) async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let res = self.call(method, path, token, body).await;
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
+    }
+
+    /// `GET` with a token and extra headers (`Accept`, `If-None-Match`).
+    pub(crate) async fn get_with(
+        &self,
+        path: &str,
+        token: &str,
+        headers: &[(&str, &str)],
+    ) -> Response {
+        let mut req = self.client.get(self.url(path)).bearer_auth(token);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send().await.unwrap()
+    }
+
     /// `GET` with a token: status, `X-Cache` and the JSON body.
     pub(crate) async fn get(&self, path: &str, token: &str) -> (u16, String, serde_json::Value) {
         let res = self.call(Method::GET, path, Some(token), None).await;

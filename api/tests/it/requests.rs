@@ -5,44 +5,28 @@ use serde_json::json;
 
 use crate::kit::{ADMIN, ENGINEER, READER, Server, column};
 
-async fn status_and_body(
-    s: &Server,
-    m: Method,
-    path: &str,
-    token: Option<&str>,
-    body: Option<serde_json::Value>,
-) -> (u16, serde_json::Value) {
-    let res = s.call(m, path, token, body).await;
-    let status = res.status().as_u16();
-    let text = res.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
-    )
-}
-
 #[tokio::test]
 async fn health_is_open_and_everything_else_needs_a_token() {
     let s = Server::start().await;
-    let (status, _) = status_and_body(&s, Method::GET, "/health", None, None).await;
+    let (status, _) = s.json(Method::GET, "/health", None, None).await;
     assert_eq!(status, 200);
-    let (status, body) = status_and_body(&s, Method::GET, "/ready", None, None).await;
+    let (status, body) = s.json(Method::GET, "/ready", None, None).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("ready")));
     for path in ["/api/v1/catalog", "/api/v1/tables/gold.products/rows"] {
-        let (status, body) = status_and_body(&s, Method::GET, path, None, None).await;
+        let (status, body) = s.json(Method::GET, path, None, None).await;
         assert_eq!(status, 401, "{path}");
         assert_eq!(body["code"], "unauthenticated");
-        let (status, _) = status_and_body(&s, Method::GET, path, Some("forged"), None).await;
+        let (status, _) = s.json(Method::GET, path, Some("forged"), None).await;
         assert_eq!(status, 401, "{path}");
     }
-    let (status, body) = status_and_body(
-        &s,
-        Method::POST,
-        "/api/v1/login",
-        None,
-        Some(json!({"username": "admin", "password": "nope"})),
-    )
-    .await;
+    let (status, body) = s
+        .json(
+            Method::POST,
+            "/api/v1/login",
+            None,
+            Some(json!({"username": "admin", "password": "nope"})),
+        )
+        .await;
     assert_eq!(status, 401);
     assert_eq!(body["message"], "invalid user name or password");
 }
@@ -52,39 +36,41 @@ async fn roles_decide_what_is_visible_and_who_writes() {
     let s = Server::start().await;
     let reader = s.token(READER).await;
     let engineer = s.token(ENGINEER).await;
-    let (status, body) = status_and_body(
-        &s,
-        Method::GET,
-        "/api/v1/tables/silver.orders/rows",
-        Some(&reader),
-        None,
-    )
-    .await;
+    let (status, body) = s
+        .json(
+            Method::GET,
+            "/api/v1/tables/silver.orders/rows",
+            Some(&reader),
+            None,
+        )
+        .await;
     assert_eq!(status, 404, "{body}");
-    let (status, body) = status_and_body(
-        &s,
-        Method::GET,
-        "/api/v1/tables/silver.orders/rows",
-        Some(&engineer),
-        None,
-    )
-    .await;
+    let (status, body) = s
+        .json(
+            Method::GET,
+            "/api/v1/tables/silver.orders/rows",
+            Some(&engineer),
+            None,
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["count"], 2);
-    let (status, body) = status_and_body(
-        &s,
-        Method::POST,
-        "/api/v1/tables/gold.products/rows",
-        Some(&reader),
-        Some(json!([{"product_id": 1, "name": "x", "category": "A", "price": 1}])),
-    )
-    .await;
+    let (status, body) = s
+        .json(
+            Method::POST,
+            "/api/v1/tables/gold.products/rows",
+            Some(&reader),
+            Some(json!([{"product_id": 1, "name": "x", "category": "A", "price": 1}])),
+        )
+        .await;
     assert_eq!(
         (status, body["code"].as_str()),
         (403, Some("forbidden")),
         "{body}"
     );
-    let (_, body) = status_and_body(&s, Method::GET, "/api/v1/catalog", Some(&reader), None).await;
+    let (_, body) = s
+        .json(Method::GET, "/api/v1/catalog", Some(&reader), None)
+        .await;
     let names: Vec<&str> = body["tables"]
         .as_array()
         .unwrap()
@@ -93,14 +79,9 @@ async fn roles_decide_what_is_visible_and_who_writes() {
         .collect();
     assert_eq!(names, ["gold.products"]);
     let admin = s.token(ADMIN).await;
-    let (_, body) = status_and_body(
-        &s,
-        Method::GET,
-        "/api/v1/catalog?q=orders",
-        Some(&admin),
-        None,
-    )
-    .await;
+    let (_, body) = s
+        .json(Method::GET, "/api/v1/catalog?q=orders", Some(&admin), None)
+        .await;
     let t = &body["tables"][0];
     assert_eq!(t["table"], "silver.orders");
     assert_eq!(t["layer"], "silver");
@@ -183,7 +164,7 @@ async fn bad_requests_are_400s_that_name_the_problem() {
         ("/api/v1/tables/nolayer/rows", "not of the form layer.table"),
         ("/api/v1/catalog?layer=platinum", "unknown layer `platinum`"),
     ] {
-        let (status, body) = status_and_body(&s, Method::GET, path, Some(&t), None).await;
+        let (status, body) = s.json(Method::GET, path, Some(&t), None).await;
         assert_eq!(status, 400, "{path}: {body}");
         assert_eq!(body["code"], "bad_request");
         assert!(
@@ -191,16 +172,11 @@ async fn bad_requests_are_400s_that_name_the_problem() {
             "{path}: {body}"
         );
     }
-    let (status, body) = status_and_body(
-        &s,
-        Method::GET,
-        "/api/v1/tables/gold.nope/rows",
-        Some(&t),
-        None,
-    )
-    .await;
+    let (status, body) = s
+        .json(Method::GET, "/api/v1/tables/gold.nope/rows", Some(&t), None)
+        .await;
     assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
-    let (status, body) = status_and_body(&s, Method::GET, "/api/v1/nowhere", Some(&t), None).await;
+    let (status, body) = s.json(Method::GET, "/api/v1/nowhere", Some(&t), None).await;
     assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
 
     // Inserts: the offending row and field, and nothing committed.
@@ -220,25 +196,20 @@ async fn bad_requests_are_400s_that_name_the_problem() {
         (json!({"rows": []}), "no rows"),
         (json!("nope"), "expected a JSON array"),
     ] {
-        let (status, body) = status_and_body(
-            &s,
-            Method::POST,
-            "/api/v1/tables/gold.products/rows",
-            Some(&t),
-            Some(rows),
-        )
-        .await;
+        let (status, body) = s
+            .json(
+                Method::POST,
+                "/api/v1/tables/gold.products/rows",
+                Some(&t),
+                Some(rows),
+            )
+            .await;
         assert_eq!(status, 400, "{body}");
         assert!(body["message"].as_str().unwrap().contains(want), "{body}");
     }
-    let (_, body) = status_and_body(
-        &s,
-        Method::GET,
-        "/api/v1/tables/gold.products",
-        Some(&t),
-        None,
-    )
-    .await;
+    let (_, body) = s
+        .json(Method::GET, "/api/v1/tables/gold.products", Some(&t), None)
+        .await;
     assert_eq!(body["version"], 0, "nothing was committed");
     assert_eq!(body["history"][0]["operation"], "WRITE");
 }
@@ -247,9 +218,7 @@ async fn bad_requests_are_400s_that_name_the_problem() {
 async fn sql_is_read_only_and_limited() {
     let s = Server::start().await;
     let t = s.token(ADMIN).await;
-    let (status, body) = status_and_body(
-        &s,
-        Method::POST,
+    let (status, body) = s.json(Method::POST,
         "/api/v1/query",
         Some(&t),
         Some(json!({"sql": "SELECT category, COUNT(*) AS n FROM gold.products GROUP BY category ORDER BY category", "limit": 2})),
@@ -263,44 +232,44 @@ async fn sql_is_read_only_and_limited() {
         "COPY (SELECT 1) TO '/tmp/x.csv'",
         "INSERT INTO gold.products VALUES (1, 'a', 'A', 1)",
     ] {
-        let (status, body) = status_and_body(
-            &s,
-            Method::POST,
-            "/api/v1/query",
-            Some(&t),
-            Some(json!({"sql": sql})),
-        )
-        .await;
+        let (status, body) = s
+            .json(
+                Method::POST,
+                "/api/v1/query",
+                Some(&t),
+                Some(json!({"sql": sql})),
+            )
+            .await;
         assert_eq!(status, 403, "{sql}: {body}");
         assert_eq!(body["code"], "forbidden");
     }
-    let (status, body) = status_and_body(
-        &s,
-        Method::POST,
-        "/api/v1/query",
-        Some(&t),
-        Some(json!({"sql": "SELEC 1"})),
-    )
-    .await;
+    let (status, body) = s
+        .json(
+            Method::POST,
+            "/api/v1/query",
+            Some(&t),
+            Some(json!({"sql": "SELEC 1"})),
+        )
+        .await;
     assert_eq!(status, 400, "{body}");
-    let (status, _) = status_and_body(
-        &s,
-        Method::POST,
-        "/api/v1/query",
-        Some(&t),
-        Some(json!({"sql": "SELECT * FROM '/etc/passwd'"})),
-    )
-    .await;
+    let (status, _) = s
+        .json(
+            Method::POST,
+            "/api/v1/query",
+            Some(&t),
+            Some(json!({"sql": "SELECT * FROM '/etc/passwd'"})),
+        )
+        .await;
     assert!(status == 400 || status == 404, "{status}");
     let reader = s.token(READER).await;
-    let (status, _) = status_and_body(
-        &s,
-        Method::POST,
-        "/api/v1/query",
-        Some(&reader),
-        Some(json!({"sql": "SELECT * FROM silver.orders"})),
-    )
-    .await;
+    let (status, _) = s
+        .json(
+            Method::POST,
+            "/api/v1/query",
+            Some(&reader),
+            Some(json!({"sql": "SELECT * FROM silver.orders"})),
+        )
+        .await;
     assert_eq!(status, 404);
 }
 
@@ -358,14 +327,14 @@ async fn no_query_string_yields_a_5xx() {
         let q: String = (0..n)
             .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
             .collect();
-        let (status, body) = status_and_body(
-            &s,
-            Method::GET,
-            &format!("/api/v1/tables/gold.products/rows?{q}"),
-            Some(&t),
-            None,
-        )
-        .await;
+        let (status, body) = s
+            .json(
+                Method::GET,
+                &format!("/api/v1/tables/gold.products/rows?{q}"),
+                Some(&t),
+                None,
+            )
+            .await;
         assert!(status < 500, "?{q} -> {status} {body}");
         if status >= 400 {
             assert!(

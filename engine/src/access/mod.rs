@@ -14,10 +14,14 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+
+mod oidc;
+
+pub use oidc::OidcSettings;
 
 use crate::table::Layer;
 use crate::users::{UserRecord, UserStore, hash_key_secret, verify_password};
@@ -129,25 +133,6 @@ pub enum SignupPolicy {
     Closed,
 }
 
-/// An external OIDC issuer whose tokens are accepted (`[auth.oidc]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OidcSettings {
-    /// The `iss` the tokens must carry.
-    pub issuer: String,
-    /// The `aud` the tokens must carry.
-    pub audience: String,
-    /// Where the issuer publishes its signing keys.
-    pub jwks_url: String,
-    /// The claim that names the user (falls back to `sub`).
-    pub username_claim: String,
-    /// The claim holding the role (a string or a list); `default_role` when absent.
-    pub role_claim: String,
-    /// The role of OIDC users whose token names none.
-    pub default_role: Role,
-    /// How long fetched keys are trusted before they are fetched again.
-    pub jwks_ttl: Duration,
-}
-
 /// Why authentication or an account operation failed (vague where it must be).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
@@ -208,79 +193,13 @@ impl Keys {
     }
 }
 
-/// Fetched JWKS, kept `jwks_ttl`; an unknown `kid` refetches at most every 10 s.
-struct Jwks {
-    settings: OidcSettings,
-    http: reqwest::Client,
-    cached: tokio::sync::Mutex<Option<(Instant, jsonwebtoken::jwk::JwkSet)>>,
-}
-
-const REFETCH_AFTER: Duration = Duration::from_secs(10);
-
-const ASYMMETRIC: [Algorithm; 9] = [
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
-
-impl Jwks {
-    async fn fetch(&self) -> Result<jsonwebtoken::jwk::JwkSet, AuthError> {
-        let res = self
-            .http
-            .get(&self.settings.jwks_url)
-            .send()
-            .await
-            .map_err(|e| unavailable(format!("JWKS {}: {e}", self.settings.jwks_url)))?;
-        if !res.status().is_success() {
-            return Err(unavailable(format!(
-                "JWKS {}: HTTP {}",
-                self.settings.jwks_url,
-                res.status()
-            )));
-        }
-        res.json()
-            .await
-            .map_err(|e| unavailable(format!("JWKS {}: {e}", self.settings.jwks_url)))
-    }
-
-    async fn key(&self, kid: Option<&str>) -> Result<jsonwebtoken::jwk::Jwk, AuthError> {
-        let find = |set: &jsonwebtoken::jwk::JwkSet| match kid {
-            Some(k) => set.find(k).cloned(),
-            None if set.keys.len() == 1 => set.keys.first().cloned(),
-            None => None,
-        };
-        let mut cached = self.cached.lock().await;
-        if let Some((at, set)) = cached.as_ref() {
-            let age = at.elapsed();
-            if age < self.settings.jwks_ttl {
-                if let Some(k) = find(set) {
-                    return Ok(k);
-                }
-                if age < REFETCH_AFTER {
-                    return Err(AuthError::BadToken);
-                }
-            }
-        }
-        let set = self.fetch().await?;
-        let key = find(&set);
-        *cached = Some((Instant::now(), set));
-        key.ok_or(AuthError::BadToken)
-    }
-}
-
 /// Users, tokens and what each role may see.
 pub struct AccessPolicy {
     users: HashMap<String, LocalUser>,
     store: Option<UserStore>,
     signup: SignupPolicy,
     keys: Keys,
-    oidc: Option<Jwks>,
+    oidc: Option<oidc::Oidc>,
     token_ttl: Duration,
 }
 
@@ -290,7 +209,7 @@ impl fmt::Debug for AccessPolicy {
             .field("users", &self.users.keys().collect::<Vec<_>>())
             .field("store", &self.store.is_some())
             .field("signup", &self.signup)
-            .field("oidc", &self.oidc.as_ref().map(|o| &o.settings.issuer))
+            .field("oidc", &self.oidc.as_ref().map(oidc::Oidc::issuer))
             .field("token_ttl", &self.token_ttl)
             .finish_non_exhaustive()
     }
@@ -357,15 +276,7 @@ impl AccessPolicy {
 
     /// Accepts tokens from an external OIDC issuer.
     pub fn with_oidc(mut self, settings: OidcSettings) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_default();
-        self.oidc = Some(Jwks {
-            settings,
-            http,
-            cached: tokio::sync::Mutex::new(None),
-        });
+        self.oidc = Some(oidc::Oidc::new(settings));
         self
     }
 
@@ -548,35 +459,7 @@ impl AccessPolicy {
         let Some(oidc) = &self.oidc else {
             return Err(AuthError::BadToken);
         };
-        if !ASYMMETRIC.contains(&header.alg) {
-            return Err(AuthError::BadToken);
-        }
-        let jwk = oidc.key(header.kid.as_deref()).await?;
-        let key = DecodingKey::from_jwk(&jwk).map_err(|_| AuthError::BadToken)?;
-        let mut v = Validation::new(header.alg);
-        v.set_issuer(&[&oidc.settings.issuer]);
-        v.set_audience(&[&oidc.settings.audience]);
-        v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        v.leeway = 30;
-        let data = jsonwebtoken::decode::<serde_json::Value>(token, &key, &v)
-            .map_err(|_| AuthError::BadToken)?;
-        let claims = data.claims;
-        let name = claims
-            .get(&oidc.settings.username_claim)
-            .or_else(|| claims.get("sub"))
-            .and_then(|v| v.as_str())
-            .filter(|s| !s.is_empty())
-            .ok_or(AuthError::BadToken)?
-            .to_string();
-        let role = match claims.get(&oidc.settings.role_claim) {
-            Some(serde_json::Value::String(s)) => Role::parse(s),
-            Some(serde_json::Value::Array(list)) => list
-                .iter()
-                .filter_map(|v| v.as_str().and_then(Role::parse))
-                .max(),
-            _ => None,
-        }
-        .unwrap_or(oidc.settings.default_role);
+        let (name, role) = oidc.verify(token, &header).await?;
         self.external(&name, role).await
     }
 
