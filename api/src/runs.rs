@@ -152,11 +152,11 @@ pub(crate) async fn start(
     b: std::result::Result<Json<StartRun>, JsonRejection>,
 ) -> Result<Response> {
     caller.require_admin()?;
+    let s = body(b)?;
     let launcher = gw
         .launcher
         .as_ref()
         .ok_or_else(|| ApiError::NotFound("this server cannot start runs".into()))?;
-    let s = body(b)?;
     let run = launcher
         .start(s.select.as_deref(), &caller.0.name)
         .map_err(|e| match e {

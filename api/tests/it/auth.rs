@@ -524,3 +524,95 @@ async fn oidc_tokens_signed_by_the_issuers_jwks_work() {
     // Keys were fetched once and cached; the unknown kid refetches at most every 10 s.
     assert_eq!(fetches.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn bad_bodies_parameters_and_a_dead_issuer_get_clear_errors() {
+    let dead = OidcSettings {
+        issuer: "https://id.example.test".into(),
+        audience: "assay".into(),
+        // Nothing listens here.
+        jwks_url: format!("http://127.0.0.1:{}/jwks", assay_testkit::free_port()),
+        username_claim: "preferred_username".into(),
+        role_claim: "assay_role".into(),
+        default_role: Role::Reader,
+        jwks_ttl: Duration::from_secs(600),
+    };
+    let s = server_with(SignupPolicy::Open, Some(dead)).await;
+    let admin = s.token(ADMIN).await;
+    let reader = s.token(READER).await;
+    let raw = |method: Method, path: &str, body: &'static str| {
+        let req = reqwest::Client::new()
+            .request(method, s.url(path))
+            .bearer_auth(&admin)
+            .header("Content-Type", "application/json")
+            .body(body);
+        async move { req.send().await.unwrap() }
+    };
+    for (method, path) in [
+        (Method::POST, "/api/v1/signup"),
+        (Method::POST, "/api/v1/login"),
+        (Method::POST, "/api/v1/users"),
+        (Method::PATCH, "/api/v1/users/ana"),
+        (Method::POST, "/api/v1/api-keys"),
+        (Method::POST, "/api/v1/runs"),
+    ] {
+        let res = raw(method.clone(), path, "{not json").await;
+        assert_eq!(res.status(), 400, "{method} {path}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["code"], "bad_request", "{method} {path}");
+        assert!(
+            body["message"].as_str().unwrap().starts_with("body:"),
+            "{body}"
+        );
+    }
+    let (status, body) = s
+        .json(Method::GET, "/api/v1/runs?limit=many", Some(&admin), None)
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["message"].as_str().unwrap().contains("`limit`"),
+        "{body}"
+    );
+    let (status, body) = s
+        .json(Method::GET, "/api/v1/runs?colour=red", Some(&admin), None)
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["message"].as_str().unwrap().contains("colour"),
+        "{body}"
+    );
+    assert_eq!(
+        s.json(Method::GET, "/api/v1/runs", Some(&reader), None)
+            .await
+            .0,
+        403
+    );
+    let (status, body) = s
+        .json(Method::GET, "/api/v1/runs", Some(&admin), None)
+        .await;
+    assert_eq!(
+        (status, body["runs"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
+    // This gateway has no launcher: starting a run is a 404 that says so.
+    let (status, body) = s
+        .json(Method::POST, "/api/v1/runs", Some(&admin), Some(json!({})))
+        .await;
+    assert_eq!(status, 404, "{body}");
+
+    // The issuer is down: its tokens get a 503 that leaks nothing; our own tokens still work.
+    let claims = json!({"iss": "https://id.example.test", "aud": "assay", "sub": "u",
+        "exp": now() + 600, "iat": now()});
+    let token = oidc_token(include_str!("../fixtures/oidc_rsa.pem"), "test-key", claims);
+    let (status, body) = s
+        .json(Method::GET, "/api/v1/catalog", Some(&token), None)
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["message"], "authentication is unavailable");
+    assert_eq!(
+        s.json(Method::GET, "/api/v1/catalog", Some(&admin), None)
+            .await
+            .0,
+        200
+    );
+}
