@@ -84,6 +84,7 @@ fn main() {
             catalog: LakeCatalog::load(lake.clone()).await.unwrap(),
             lake,
             run_id: "bench".into(),
+            full_refresh: false,
             faults: Faults::default(),
         };
         let t = Instant::now();

@@ -63,6 +63,7 @@ async fn bench(kind: &str, dir: &std::path::Path, rows: u64, bytes: u64) {
         catalog: LakeCatalog::load(lake.clone()).await.unwrap(),
         lake: lake.clone(),
         run_id: format!("bench-{kind}"),
+        full_refresh: false,
         faults: Faults::default(),
     };
     let t = Instant::now();

@@ -251,7 +251,7 @@ pub fn operations() -> Vec<Operation> {
             )
         },
         Operation {
-            body: Some(|| json!({"select": "gold.sales_by_category+"})),
+            body: Some(|| json!({"select": "gold.sales_by_category+", "full_refresh": false})),
             responses: &[
                 (202, "started; poll the Location"),
                 (400, "the selection is invalid"),

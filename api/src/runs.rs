@@ -120,6 +120,7 @@ pub(crate) async fn get(
             "run_id": r.run_id,
             "status": "running",
             "select": r.select,
+            "full_refresh": r.full_refresh,
             "started_by": r.started_by,
             "started_at": r.started_at,
             "steps": [],
@@ -142,9 +143,11 @@ pub(crate) async fn get(
 #[serde(deny_unknown_fields)]
 pub(crate) struct StartRun {
     select: Option<String>,
+    #[serde(default)]
+    full_refresh: bool,
 }
 
-/// `POST /api/v1/runs` (admins) with `{"select": "gold.x+"}` or `{}`: starts a run in the
+/// `POST /api/v1/runs` (admins) with `{"select": "gold.x+", "full_refresh": false}` or `{}`: starts a run in the
 /// background; 202 with its id, 409 while another run is in progress.
 pub(crate) async fn start(
     State(gw): State<Gateway>,
@@ -158,7 +161,7 @@ pub(crate) async fn start(
         .as_ref()
         .ok_or_else(|| ApiError::NotFound("this server cannot start runs".into()))?;
     let run = launcher
-        .start(s.select.as_deref(), &caller.0.name)
+        .start(s.select.as_deref(), s.full_refresh, &caller.0.name)
         .map_err(|e| match e {
             LaunchError::Busy(_) => ApiError::Conflict(e.to_string()),
             LaunchError::Selection(_) => ApiError::BadRequest(e.to_string()),
@@ -172,6 +175,7 @@ pub(crate) async fn start(
             "run_id": run.run_id,
             "status": "running",
             "select": run.select,
+            "full_refresh": run.full_refresh,
             "started_by": run.started_by,
             "started_at": run.started_at,
         })),

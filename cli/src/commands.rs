@@ -28,8 +28,16 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run {
             select,
+            full_refresh,
             inject_fault,
-        } => run(&project, lake, &pipeline, select.as_deref(), inject_fault).await,
+        } => {
+            let opts = RunOptions {
+                select: select.as_deref(),
+                full_refresh,
+                faults: inject_fault,
+            };
+            run(&project, lake, &pipeline, opts).await
+        }
         Command::Serve {
             flight_addr,
             http_addr,
@@ -62,14 +70,20 @@ fn build_pipeline(project: &Project) -> Result<Pipeline> {
     Ok(Pipeline::new(steps)?)
 }
 
+/// What `assay run` was asked for.
+struct RunOptions<'a> {
+    select: Option<&'a str>,
+    full_refresh: bool,
+    faults: Vec<String>,
+}
+
 async fn run(
     project: &Project,
     lake: Lake,
     pipeline: &Pipeline,
-    select: Option<&str>,
-    faults: Vec<String>,
+    opts: RunOptions<'_>,
 ) -> Result<ExitCode> {
-    let selection = select.map(|s| pipeline.select(s)).transpose()?;
+    let selection = opts.select.map(|s| pipeline.select(s)).transpose()?;
     let catalog = LakeCatalog::load(lake.clone())
         .await
         .with_context(|| format!("opening lake {}", lake.root()))?;
@@ -77,7 +91,8 @@ async fn run(
         lake: lake.clone(),
         catalog,
         run_id: uuid_v7(),
-        faults: Faults::new(faults),
+        full_refresh: opts.full_refresh,
+        faults: Faults::new(opts.faults),
     };
     let observer = Arc::new(output::Progress::new());
     let summary = runner::run(

@@ -31,6 +31,9 @@ pub(crate) enum Command {
         /// Steps to run: `layer`, `layer.table`, `+x` adds upstreams, `x+` downstreams.
         #[arg(long, short)]
         select: Option<String>,
+        /// Rebuild the selected tables from scratch, each replaced in one commit.
+        #[arg(long)]
+        full_refresh: bool,
         /// Test only: fail at this fault point (e.g. `before_commit:bronze.orders`).
         #[arg(long, hide = true)]
         inject_fault: Vec<String>,

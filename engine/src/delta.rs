@@ -56,18 +56,21 @@ impl CommitInfo {
     }
 }
 
-/// Commits data files written by a streaming writer as one append, creating the table in
-/// the same commit when it does not exist and widening its schema when `schema` adds columns.
+/// Commits data files written by a streaming writer in one commit: appended, or replacing
+/// every live file of the table (`Overwrite`: readers see the old rows until this commit,
+/// then only the new ones, under `schema`). Creates the table in the same commit when it
+/// does not exist.
 ///
 /// # Errors
 /// Conflicts that survive delta-rs' retries, storage errors, or an incompatible schema.
-pub async fn commit_append(
+pub async fn commit_files(
     lake: &Lake,
     id: &TableId,
     existing: Option<&DeltaTable>,
     schema: &ArrowSchema,
     adds: Vec<Add>,
     info: &CommitInfo,
+    mode: WriteMode,
 ) -> Result<i64> {
     let err = |e: DeltaTableError| EngineError::delta(id, e);
     let kernel_schema: StructType = schema
@@ -78,13 +81,24 @@ pub async fn commit_append(
         Some(table) => {
             let snap = table.snapshot().map_err(err)?;
             let current: ArrowSchema = snap.schema().as_ref().try_into_kernel_arrow(id)?;
-            if current.fields().len() != schema.fields().len() {
+            let changed = match mode {
+                WriteMode::Append => current.fields().len() != schema.fields().len(),
+                WriteMode::Overwrite => current.fields() != schema.fields(),
+            };
+            if changed {
                 let metadata = snap
                     .metadata()
                     .clone()
                     .with_schema(&kernel_schema)
                     .map_err(|e| err(e.into()))?;
                 actions.push(Action::Metadata(metadata));
+            }
+            if mode == WriteMode::Overwrite {
+                actions.extend(
+                    snap.log_data()
+                        .iter()
+                        .map(|f| Action::Remove(f.remove_action(true))),
+                );
             }
             Some(snap)
         }
@@ -112,7 +126,10 @@ pub async fn commit_append(
         None => lake.handle(id)?.log_store(),
     };
     let operation = DeltaOperation::Write {
-        mode: SaveMode::Append,
+        mode: match mode {
+            WriteMode::Append => SaveMode::Append,
+            WriteMode::Overwrite => SaveMode::Overwrite,
+        },
         partition_by: None,
         predicate: None,
     };
@@ -171,49 +188,119 @@ pub fn version(table: &DeltaTable) -> i64 {
     table.version().map_or(-1, |v| v as i64)
 }
 
-/// Paths (relative to the table root) of data files added with `dataChange` by the commits
-/// after `since` up to the loaded version; all live files when `since` is `None`.
+/// What the commits of a streamed input after a consumed version changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Data files (relative to the table root) added with `dataChange` and still live.
+    pub added: Vec<String>,
+    /// Data files that were live at the consumed version and were removed with
+    /// `dataChange` since (rows deleted or rewritten: a MERGE, an overwrite, a delete).
+    pub removed: Vec<String>,
+    /// The first commit after the consumed version that removed data, if any.
+    pub first_rewrite: Option<i64>,
+    /// The first such commit that may have deleted rows rather than only rewritten them
+    /// (anything but a MERGE that deleted nothing, or an UPDATE): an overwrite, a delete.
+    pub first_delete: Option<i64>,
+}
+
+/// The data files added and removed by the commits of `table` (the streamed input of
+/// `consumer`) after version `since` up to its loaded version; all live files, as added,
+/// when `since` is `None`.
 ///
 /// Files rewritten by compaction (`dataChange = false`) are not new data and are skipped.
 ///
 /// # Errors
-/// A commit file is missing or unreadable.
-pub async fn added_since(
+/// [`EngineError::NeedsFullRefresh`] naming `consumer` when a commit it needs is no longer
+/// in the log (log cleanup) or the input is older than what was consumed (recreated);
+/// other errors when the log is unreadable.
+pub async fn changes_since(
+    consumer: &TableId,
     id: &TableId,
     table: &DeltaTable,
     since: Option<i64>,
-) -> Result<Vec<String>> {
+) -> Result<Changes> {
     let err = |e: DeltaTableError| EngineError::delta(id, e);
+    let gap = |reason: String| EngineError::NeedsFullRefresh {
+        table: consumer.to_string(),
+        upstream: id.to_string(),
+        reason,
+    };
     let latest = version(table);
     let Some(since) = since else {
         let snap = table.snapshot().map_err(err)?;
-        return Ok(snap
-            .log_data()
-            .iter()
-            .map(|f| f.path().to_string())
-            .collect());
+        return Ok(Changes {
+            added: snap
+                .log_data()
+                .iter()
+                .map(|f| f.path().to_string())
+                .collect(),
+            ..Changes::default()
+        });
     };
+    if since > latest {
+        return Err(gap(format!(
+            "it is at version {latest} but version {since} was consumed (was the table recreated?)"
+        )));
+    }
     let log_store = table.log_store();
-    let mut removed = std::collections::HashSet::new();
-    let mut paths = Vec::new();
+    let mut added = Vec::new();
+    let mut added_set = std::collections::HashSet::new();
+    let mut removed = Vec::new();
+    let mut first_rewrite = None;
+    let mut first_delete = None;
     for v in (since + 1)..=latest {
         let Some(bytes) = log_store.read_commit_entry(v as u64).await.map_err(err)? else {
-            return Err(err(DeltaTableError::Generic(format!(
-                "commit {v} is missing from the log (was it cleaned up?); reprocess from scratch"
-            ))));
+            return Err(gap(format!(
+                "commit {v} is no longer in its log (log cleanup?)"
+            )));
         };
+        let mut removes = false;
+        let mut keeps_rows = false;
         for action in deltalake::logstore::get_actions(v as u64, &bytes).map_err(err)? {
             match action {
-                Action::Add(add) if add.data_change => paths.push(add.path),
-                Action::Remove(r) if r.data_change => {
-                    removed.insert(r.path);
+                Action::Add(add) if add.data_change => {
+                    added_set.insert(add.path.clone());
+                    added.push(add.path);
                 }
+                Action::Remove(r) if r.data_change => {
+                    removes = true;
+                    if !added_set.remove(&r.path) {
+                        removed.push(r.path);
+                    }
+                }
+                Action::CommitInfo(ci) => keeps_rows = rewrites_without_deleting(&ci),
                 _ => {}
             }
         }
+        if removes {
+            first_rewrite.get_or_insert(v);
+            if !keeps_rows {
+                first_delete.get_or_insert(v);
+            }
+        }
     }
-    paths.retain(|p| !removed.contains(p));
-    Ok(paths)
+    added.retain(|p| added_set.contains(p));
+    Ok(Changes {
+        added,
+        removed,
+        first_rewrite,
+        first_delete,
+    })
+}
+
+/// True for a commit that rewrites files but keeps every row it removes (with its new
+/// values) in the files it adds: an UPDATE, or a MERGE that deleted no row.
+fn rewrites_without_deleting(ci: &deltalake::kernel::CommitInfo) -> bool {
+    let deleted = ci
+        .info
+        .get("operationMetrics")
+        .and_then(|m| m.get("num_target_rows_deleted"))
+        .and_then(Value::as_u64);
+    match ci.operation.as_deref() {
+        Some("UPDATE") => true,
+        Some("MERGE") => deleted == Some(0),
+        _ => false,
+    }
 }
 
 /// Registers the table's storage with a DataFusion session so its files can be scanned.
@@ -267,6 +354,35 @@ pub async fn write_frame(
     partition_by: &[String],
     info: &CommitInfo,
 ) -> Result<DeltaTable> {
+    write(lake, id, df, mode, None, partition_by, info).await
+}
+
+/// Streams a DataFrame into a table as one commit that replaces exactly the rows matching
+/// `predicate` (Delta's `replaceWhere`); every row of `df` must match it.
+///
+/// # Errors
+/// Planning, execution or the commit failed, or a row of `df` does not match.
+pub async fn replace_where(
+    lake: &Lake,
+    id: &TableId,
+    df: DataFrame,
+    predicate: datafusion::prelude::Expr,
+    partition_by: &[String],
+    info: &CommitInfo,
+) -> Result<DeltaTable> {
+    let mode = WriteMode::Overwrite;
+    write(lake, id, df, mode, Some(predicate), partition_by, info).await
+}
+
+async fn write(
+    lake: &Lake,
+    id: &TableId,
+    df: DataFrame,
+    mode: WriteMode,
+    predicate: Option<datafusion::prelude::Expr>,
+    partition_by: &[String],
+    info: &CommitInfo,
+) -> Result<DeltaTable> {
     let table = match lake.open(id).await? {
         Some(t) => t,
         None => lake.handle(id)?,
@@ -279,9 +395,12 @@ pub async fn write_frame(
         .with_input_plan(plan)
         .with_commit_properties(info.properties())
         .with_table_name(id.to_string());
-    builder = match mode {
-        WriteMode::Append => builder.with_save_mode(SaveMode::Append),
-        WriteMode::Overwrite => builder
+    builder = match (mode, predicate) {
+        (WriteMode::Append, _) => builder.with_save_mode(SaveMode::Append),
+        (WriteMode::Overwrite, Some(p)) => builder
+            .with_save_mode(SaveMode::Overwrite)
+            .with_replace_where(p),
+        (WriteMode::Overwrite, None) => builder
             .with_save_mode(SaveMode::Overwrite)
             .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite),
     };
@@ -289,4 +408,120 @@ pub async fn write_frame(
         builder = builder.with_partition_columns(partition_by.to_vec());
     }
     builder.await.map_err(|e| EngineError::delta(id, e))
+}
+
+/// `num_added_rows` of the table's latest commit (0 when not recorded).
+pub async fn last_commit_added_rows(table: &DeltaTable) -> u64 {
+    use futures::TryStreamExt;
+    let commits: Vec<_> = table
+        .history(Some(1))
+        .try_collect()
+        .await
+        .unwrap_or_default();
+    commits
+        .first()
+        .and_then(|c| c.info.get("operationMetrics"))
+        .and_then(|m| m.get("num_added_rows"))
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0)
+}
+
+/// Quotes an identifier for SQL text (`"a ""b"""`).
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// MERGE `source` into `target` by `keys`: rows with a new key are inserted, rows whose
+/// key exists and whose other `columns` differ are updated (only where `update_when` also
+/// holds, a SQL predicate over `t.` target and `s.` source columns), unchanged rows are left
+/// alone; one commit. Returns the table and the rows inserted or updated.
+///
+/// # Errors
+/// The merge failed (a conflict after delta-rs' retries, storage, a bad predicate).
+pub async fn merge_by_keys(
+    id: &TableId,
+    target: DeltaTable,
+    source: DataFrame,
+    keys: &[String],
+    columns: &[String],
+    update_when: Option<String>,
+    info: &CommitInfo,
+) -> Result<(DeltaTable, u64)> {
+    let err = |e: DeltaTableError| EngineError::delta(id, e);
+    let on = keys
+        .iter()
+        .map(|k| format!("t.{q} = s.{q}", q = quote_ident(k)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let mut builder = target
+        .merge(source, on)
+        .with_source_alias("s")
+        .with_target_alias("t")
+        .with_commit_properties(info.properties());
+    let updated: Vec<&String> = columns.iter().filter(|c| !keys.contains(c)).collect();
+    if !updated.is_empty() {
+        let changed = updated
+            .iter()
+            .map(|c| format!("(t.{q} IS DISTINCT FROM s.{q})", q = quote_ident(c)))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let predicate = match update_when {
+            Some(p) => format!("({changed}) AND ({p})"),
+            None => changed,
+        };
+        builder = builder
+            .when_matched_update(|u| {
+                let u = u.predicate(predicate);
+                updated.iter().fold(u, |u, c| {
+                    u.update(quote_ident(c), format!("s.{}", quote_ident(c)))
+                })
+            })
+            .map_err(err)?;
+    }
+    builder = builder
+        .when_not_matched_insert(|i| {
+            columns.iter().fold(i, |i, c| {
+                i.set(quote_ident(c), format!("s.{}", quote_ident(c)))
+            })
+        })
+        .map_err(err)?;
+    let (table, metrics) = builder.await.map_err(err)?;
+    let written = (metrics.num_target_rows_inserted + metrics.num_target_rows_updated) as u64;
+    Ok((table, written))
+}
+
+/// How `schema` (a query's output) differs from the table's columns, by name and Delta
+/// type (nullability aside); `None` when they agree.
+///
+/// # Errors
+/// A type has no Delta equivalent, or the table has no loaded state.
+pub fn schema_change(
+    id: &TableId,
+    table: &DeltaTable,
+    schema: &ArrowSchema,
+) -> Result<Option<String>> {
+    let snap = table.snapshot().map_err(|e| EngineError::delta(id, e))?;
+    let current = snap.schema();
+    let new: StructType = schema
+        .try_into_kernel()
+        .map_err(|e: arrow::error::ArrowError| EngineError::delta(id, e.into()))?;
+    let mut changes = Vec::new();
+    for f in new.fields() {
+        match current.field(f.name()) {
+            None => changes.push(format!("column `{}` is new", f.name())),
+            Some(old) if old.data_type() != f.data_type() => changes.push(format!(
+                "column `{}` was {}, now {}",
+                f.name(),
+                old.data_type(),
+                f.data_type()
+            )),
+            Some(_) => {}
+        }
+    }
+    for f in current.fields() {
+        if new.field(f.name()).is_none() {
+            changes.push(format!("column `{}` is gone", f.name()));
+        }
+    }
+    Ok((!changes.is_empty()).then(|| changes.join(", ")))
 }

@@ -79,6 +79,19 @@ pub enum EngineError {
     /// A `--select` expression names nothing.
     #[error("selection `{0}` matches no step")]
     EmptySelection(String),
+    /// A table cannot be brought up to date incrementally: the commits of its streamed
+    /// input it still needs are gone (log cleanup) or were rewritten.
+    #[error(
+        "{table}: cannot read {upstream} incrementally: {reason}; rebuild it with `assay run --full-refresh --select {table}`"
+    )]
+    NeedsFullRefresh {
+        /// The table that consumes the stream.
+        table: String,
+        /// The streamed input.
+        upstream: String,
+        /// What happened to the input's log.
+        reason: String,
+    },
     /// A test-only fault point fired.
     #[error("injected fault at {0}")]
     InjectedFault(String),

@@ -23,6 +23,8 @@ pub struct Running {
     pub run_id: String,
     /// The selection expression, when not the whole DAG.
     pub select: Option<String>,
+    /// Whether the selected tables are rebuilt from scratch.
+    pub full_refresh: bool,
     /// Who started it.
     pub started_by: String,
     /// When it started.
@@ -92,11 +94,17 @@ impl Launcher {
         self.running.lock().ok().and_then(|r| r.clone())
     }
 
-    /// Starts a run of the selection (the whole DAG when `None`) in the background.
+    /// Starts a run of the selection (the whole DAG when `None`) in the background, as a
+    /// full refresh of the selected tables when `full_refresh`.
     ///
     /// # Errors
     /// A run is in progress, or the selection is invalid.
-    pub fn start(&self, select: Option<&str>, by: &str) -> Result<Running, LaunchError> {
+    pub fn start(
+        &self,
+        select: Option<&str>,
+        full_refresh: bool,
+        by: &str,
+    ) -> Result<Running, LaunchError> {
         let selection = select
             .map(|s| self.pipeline.select(s))
             .transpose()
@@ -111,6 +119,7 @@ impl Launcher {
         let run = Running {
             run_id: uuid::Uuid::now_v7().to_string(),
             select: select.map(str::to_string),
+            full_refresh,
             started_by: by.to_string(),
             started_at: Utc::now(),
         };
@@ -119,7 +128,7 @@ impl Launcher {
         let this = self.clone();
         let run_id = run.run_id.clone();
         tokio::spawn(async move {
-            let outcome = this.execute(&run_id, selection).await;
+            let outcome = this.execute(&run_id, selection, full_refresh).await;
             if let Err(e) = outcome {
                 tracing::error!(run_id = %run_id, error = %e, "run failed to start or record");
             }
@@ -134,12 +143,14 @@ impl Launcher {
         &self,
         run_id: &str,
         selection: Option<std::collections::BTreeSet<TableId>>,
+        full_refresh: bool,
     ) -> crate::Result<()> {
         let catalog = LakeCatalog::load(self.lake.clone()).await?;
         let ctx = StepContext {
             lake: self.lake.clone(),
             catalog,
             run_id: run_id.to_string(),
+            full_refresh,
             faults: Faults::new(Vec::new()),
         };
         tracing::info!(run_id, "run started");
@@ -193,16 +204,16 @@ mod tests {
         let launcher = Launcher::new(pipeline, RunConfig::default(), lake.clone());
 
         assert!(matches!(
-            launcher.start(Some("gold.nope"), "ana"),
+            launcher.start(Some("gold.nope"), false, "ana"),
             Err(LaunchError::Selection(_))
         ));
         assert!(
             launcher.running().is_none(),
             "a bad selection starts nothing"
         );
-        let run = launcher.start(Some("gold.slow"), "ana").unwrap();
+        let run = launcher.start(Some("gold.slow"), false, "ana").unwrap();
         assert_eq!(launcher.running().as_ref(), Some(&run));
-        match launcher.start(None, "bo") {
+        match launcher.start(None, false, "bo") {
             Err(e @ LaunchError::Busy(_)) => assert!(e.to_string().contains(&run.run_id)),
             other => panic!("expected busy, got {other:?}"),
         }
@@ -219,6 +230,6 @@ mod tests {
         );
         // Finished: the next run may start.
         gate.notify_one();
-        assert!(launcher.start(None, "bo").is_ok());
+        assert!(launcher.start(None, false, "bo").is_ok());
     }
 }

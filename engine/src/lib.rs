@@ -10,6 +10,7 @@
 //! - [`session::LakeCatalog`]: a DataFusion catalog with schemas `bronze`, `silver`, `gold`,
 //!   `_system` that resolves the latest snapshot per query;
 //! - [`step::Step`], [`dag::Pipeline`] and [`runner`]: the DAG of steps and how it runs;
+//! - [`stream`]: a step's inputs, one streamed incrementally and the others whole;
 //! - [`history`]: `_system.runs` and `_system.expectations`; [`launcher`]: runs a server
 //!   starts in the background (`POST /runs`);
 //! - [`access`] and [`query`]: who may see what, and read-only SQL with limits, shared by
@@ -33,6 +34,7 @@ pub mod runner;
 pub mod session;
 pub mod step;
 pub mod storage;
+pub mod stream;
 pub mod table;
 pub mod users;
 

@@ -22,6 +22,10 @@ pub struct StepContext {
     pub catalog: Arc<LakeCatalog>,
     /// The run this step belongs to.
     pub run_id: String,
+    /// Rebuild from scratch (`--full-refresh`): bronze re-ingests every file still present,
+    /// silver replays its whole streamed input, gold recomputes; each table is replaced in
+    /// one commit and its cursors restart.
+    pub full_refresh: bool,
     /// Test-only fault points.
     pub faults: Faults,
 }

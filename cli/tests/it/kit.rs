@@ -25,7 +25,8 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+/// Copies a directory tree.
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -101,6 +102,20 @@ impl Fixture {
             lake_root: None,
             landing: None,
         }
+    }
+
+    /// The same project (config, SQL and source files under `data/`) with a fresh lake,
+    /// run once: what a full rebuild of the same input gives.
+    pub(crate) fn rebuilt(&self) -> Fixture {
+        let toml = std::fs::read_to_string(self.path().join("assay.toml")).unwrap();
+        let fresh = Fixture::with_config(&toml);
+        for dir in ["data", "sql"] {
+            if self.path().join(dir).is_dir() {
+                copy_dir(&self.path().join(dir), &fresh.path().join(dir));
+            }
+        }
+        fresh.run_ok(&[]);
+        fresh
     }
 
     /// Adds a source file of the example (`examples/retail/...`) where the project reads

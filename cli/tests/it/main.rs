@@ -31,6 +31,7 @@ macro_rules! on_every_backend {
 mod cloud;
 mod errors;
 mod example;
+mod incremental;
 mod kit;
 mod recovery;
 mod serve;

@@ -186,6 +186,36 @@ fn rest_triggers_runs_and_reports_them() {
         "{body}"
     );
     assert!(body.contains("assay_http_requests_total"), "{body}");
+
+    // A full refresh of one model rebuilds it although nothing changed: one new version.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let before = rt.block_on(f.version("gold.daily_revenue")).unwrap();
+    let (status, body) = assay_testkit::http_with_body(
+        port,
+        "POST",
+        "/api/v1/runs",
+        &auth,
+        r#"{"select":"gold.daily_revenue","full_refresh":true}"#,
+    );
+    assert_eq!(status, 202, "{body}");
+    let started: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(started["full_refresh"], true, "{body}");
+    let path = format!("/api/v1/runs/{}", started["run_id"].as_str().unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let run = loop {
+        let (_, body) = assay_testkit::http(port, "GET", &path, &auth);
+        let run: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if run["status"] != "running" {
+            break run;
+        }
+        assert!(std::time::Instant::now() < deadline, "run did not finish");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(run["steps"][0]["status"], "succeeded", "{run}");
+    assert_eq!(
+        rt.block_on(f.version("gold.daily_revenue")),
+        Some(before + 1)
+    );
     stop(child);
 }
 

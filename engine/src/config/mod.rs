@@ -288,6 +288,11 @@ pub struct SilverConfig {
     pub name: String,
     /// Input table or query.
     pub input: SilverInput,
+    /// The streamed input: read incrementally, only the commits not yet consumed. Every
+    /// other table the SQL references is read whole at its latest version.
+    pub stream: TableId,
+    /// Every table the input reads (the stream first).
+    pub upstreams: Vec<TableId>,
     /// Declared column types in output order (empty: keep the input's columns).
     pub columns: Vec<(String, ColumnType)>,
     /// Dedup and MERGE keys (empty: append-only).
@@ -296,6 +301,40 @@ pub struct SilverConfig {
     pub sequence_by: Option<String>,
     /// Expectations in declared order.
     pub expectations: Vec<Expectation>,
+}
+
+/// How an incremental gold model applies the rows computed from its stream's changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// MERGE by `unique_key`: new keys inserted, existing keys updated.
+    Merge,
+    /// Appended.
+    Append,
+    /// Only the partitions the new rows touch are recomputed and replaced.
+    Partitions,
+}
+
+impl Strategy {
+    /// The strategy's name as written in the project file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Merge => "merge",
+            Strategy::Append => "append",
+            Strategy::Partitions => "partitions",
+        }
+    }
+}
+
+/// `[[gold]] incremental`: the model reads only its stream's changes since the last run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incremental {
+    /// How the result is applied.
+    pub strategy: Strategy,
+    /// The MERGE key (`merge` only).
+    pub unique_key: Vec<String>,
+    /// The streamed input; every other table the SQL reads is read whole.
+    pub stream: TableId,
 }
 
 /// One gold model.
@@ -309,6 +348,8 @@ pub struct GoldConfig {
     pub sql: String,
     /// Partition columns.
     pub partition_by: Vec<String>,
+    /// Incremental materialization; `None`: a full rebuild whenever an upstream changed.
+    pub incremental: Option<Incremental>,
 }
 
 impl Project {
@@ -710,6 +751,16 @@ impl Validator<'_> {
                 }
             }
         };
+        let model = format!("silver.{}", s.name.get_ref());
+        let (refs, source) = match &input {
+            SilverInput::Table(id) => (vec![id.clone()], "`from`".to_string()),
+            SilverInput::Sql { file, text } => (
+                crate::dag::sql_references(&model, file, text)?,
+                format!("the SQL of `{file}`"),
+            ),
+        };
+        let (stream, upstreams) =
+            self.stream(&key, &model, &s.name, s.stream.as_ref(), refs, &source)?;
         let mut columns = Vec::new();
         for (col, ty) in s.columns {
             let parsed = parse_column_type(ty.get_ref())
@@ -738,11 +789,128 @@ impl Validator<'_> {
         Ok(SilverConfig {
             name: s.name.into_inner(),
             input,
+            stream,
+            upstreams,
             columns,
             keys: s.keys,
             sequence_by: s.sequence_by,
             expectations,
         })
+    }
+
+    /// The streamed input of an entry and all its upstreams (the stream first): the `stream`
+    /// key, which may be left out when the entry reads one table. `refs` are the tables the
+    /// entry reads, `source` says where they come from (for messages).
+    fn stream(
+        &self,
+        key: &str,
+        model: &str,
+        name: &Spanned<String>,
+        stream: Option<&Spanned<String>>,
+        refs: Vec<TableId>,
+        source: &str,
+    ) -> Result<(TableId, Vec<TableId>)> {
+        let names = || {
+            refs.iter()
+                .map(|r| format!("`{r}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let stream = match stream {
+            Some(st) => {
+                let id = TableId::parse(st.get_ref())
+                    .map_err(|m| self.err(st, &format!("{key}.stream"), m))?;
+                if !refs.contains(&id) {
+                    return Err(self.err(
+                        st,
+                        &format!("{key}.stream"),
+                        format!("`{id}` is not read by {source} (it reads: {})", names()),
+                    ));
+                }
+                id
+            }
+            None => match refs.as_slice() {
+                [one] => one.clone(),
+                [] => {
+                    return Err(self.err(
+                        name,
+                        key,
+                        format!("{model} reads no table, so it has no input to stream"),
+                    ));
+                }
+                _ => {
+                    return Err(self.err(
+                        name,
+                        &format!("{key}.stream"),
+                        format!(
+                            "{model} reads several tables ({}): set `stream` to the one read incrementally; the others are read whole",
+                            names()
+                        ),
+                    ));
+                }
+            },
+        };
+        let mut upstreams = vec![stream.clone()];
+        upstreams.extend(refs.into_iter().filter(|r| *r != stream));
+        Ok((stream, upstreams))
+    }
+
+    /// A gold entry's `incremental` table, validated against its SQL and `partition_by`.
+    fn incremental(
+        &self,
+        key: &str,
+        g: &raw::RawGold,
+        file: &str,
+        sql: &str,
+    ) -> Result<Option<Incremental>> {
+        let model = format!("gold.{}", g.name.get_ref());
+        let Some(inc) = &g.incremental else {
+            if let Some(st) = &g.stream {
+                return Err(self.err(
+                    st,
+                    &format!("{key}.stream"),
+                    "only an `incremental` model has a streamed input",
+                ));
+            }
+            return Ok(None);
+        };
+        let ikey = format!("{key}.incremental");
+        let raw = inc.get_ref();
+        match raw.strategy {
+            Strategy::Merge if raw.unique_key.is_empty() => {
+                return Err(self.err(
+                    inc,
+                    &format!("{ikey}.unique_key"),
+                    "strategy `merge` needs `unique_key`, the columns that identify a row",
+                ));
+            }
+            Strategy::Append | Strategy::Partitions if !raw.unique_key.is_empty() => {
+                return Err(self.err(
+                    inc,
+                    &format!("{ikey}.unique_key"),
+                    format!(
+                        "only strategy `merge` takes `unique_key` (this is `{}`)",
+                        raw.strategy.as_str()
+                    ),
+                ));
+            }
+            Strategy::Partitions if g.partition_by.is_empty() => {
+                return Err(self.err(
+                    inc,
+                    &format!("{ikey}.strategy"),
+                    "strategy `partitions` needs `partition_by`: the partitions it recomputes",
+                ));
+            }
+            _ => {}
+        }
+        let refs = crate::dag::sql_references(&model, file, sql)?;
+        let source = format!("the SQL of `{file}`");
+        let (stream, _) = self.stream(key, &model, &g.name, g.stream.as_ref(), refs, &source)?;
+        Ok(Some(Incremental {
+            strategy: raw.strategy,
+            unique_key: raw.unique_key.clone(),
+            stream,
+        }))
     }
 
     /// `[[gold]]` entries plus every `sql/gold/*.sql` not named by one.
@@ -755,15 +923,17 @@ impl Validator<'_> {
         for (i, g) in raw.into_iter().enumerate() {
             let key = format!("gold[{i}]");
             self.name(&g.name, &key, seen, Layer::Gold)?;
-            let rel = g.sql.unwrap_or_else(|| {
+            let rel = g.sql.clone().unwrap_or_else(|| {
                 Spanned::new(g.name.span(), format!("sql/gold/{}.sql", g.name.get_ref()))
             });
             let sql = self.sql_file(&rel, &format!("{key}.sql"))?;
+            let incremental = self.incremental(&key, &g, rel.get_ref(), &sql)?;
             gold.push(GoldConfig {
                 name: g.name.into_inner(),
                 file: rel.into_inner(),
                 sql,
                 partition_by: g.partition_by,
+                incremental,
             });
         }
         let named: std::collections::HashSet<String> = gold
@@ -805,6 +975,7 @@ impl Validator<'_> {
                 file: rel,
                 sql,
                 partition_by: Vec::new(),
+                incremental: None,
             });
         }
         Ok(gold)

@@ -112,6 +112,7 @@ pub(crate) struct RawSilver {
     pub(crate) name: Spanned<String>,
     pub(crate) from: Option<Spanned<String>>,
     pub(crate) sql: Option<Spanned<String>>,
+    pub(crate) stream: Option<Spanned<String>>,
     #[serde(default)]
     pub(crate) columns: IndexMap<String, Spanned<String>>,
     #[serde(default)]
@@ -144,6 +145,16 @@ pub(crate) struct RawGold {
     pub(crate) sql: Option<Spanned<String>>,
     #[serde(default)]
     pub(crate) partition_by: Vec<String>,
+    pub(crate) stream: Option<Spanned<String>>,
+    pub(crate) incremental: Option<Spanned<RawIncremental>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIncremental {
+    pub(crate) strategy: super::Strategy,
+    #[serde(default)]
+    pub(crate) unique_key: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -200,3 +200,164 @@ default_role = "engineer"
     assert_eq!((name.as_str(), pw.expose()), ("root", "pw-123456"));
     assert!(p.bootstrap_admin(|_| None).is_none());
 }
+
+#[test]
+fn the_streamed_input_is_from_the_only_table_or_the_stream_key() {
+    let dir = project_dir();
+    std::fs::create_dir_all(dir.path().join("sql/silver")).unwrap();
+    std::fs::write(
+        dir.path().join("sql/silver/enriched.sql"),
+        "SELECT o.id, c.name FROM bronze.orders o JOIN bronze.customers c ON o.cid = c.id",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("sql/silver/plain.sql"),
+        "WITH x AS (SELECT * FROM bronze.orders) SELECT * FROM x",
+    )
+    .unwrap();
+    let p = load(
+        dir.path(),
+        r#"
+[[silver]]
+name = "a"
+from = "bronze.orders"
+
+[[silver]]
+name = "plain"
+sql = "sql/silver/plain.sql"
+
+[[silver]]
+name = "enriched"
+sql = "sql/silver/enriched.sql"
+stream = "bronze.orders"
+"#,
+    )
+    .unwrap();
+    let orders = TableId::parse("bronze.orders").unwrap();
+    let customers = TableId::parse("bronze.customers").unwrap();
+    assert_eq!(p.silver[0].stream, orders);
+    assert_eq!(
+        p.silver[1].stream, orders,
+        "one table read: it is the stream"
+    );
+    assert_eq!(p.silver[2].stream, orders);
+    assert_eq!(
+        p.silver[2].upstreams,
+        vec![orders, customers],
+        "stream first"
+    );
+
+    // Several tables and no `stream`: the entry and the candidates are named.
+    let err = load(
+        dir.path(),
+        "[[silver]]\nname = \"enriched\"\nsql = \"sql/silver/enriched.sql\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("line 2: `silver[0].stream`: silver.enriched reads several tables (`bronze.customers`, `bronze.orders`): set `stream`"),
+        "{err}"
+    );
+
+    // A stream the SQL does not read.
+    let err = load(
+        dir.path(),
+        "[[silver]]\nname = \"enriched\"\nsql = \"sql/silver/enriched.sql\"\nstream = \"bronze.returns\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("line 4: `silver[0].stream`: `bronze.returns` is not read by the SQL of `sql/silver/enriched.sql` (it reads: `bronze.customers`, `bronze.orders`)"),
+        "{err}"
+    );
+    let err = load(
+        dir.path(),
+        "[[silver]]\nname = \"a\"\nfrom = \"bronze.orders\"\nstream = \"bronze.x\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("`silver[0].stream`: `bronze.x` is not read by `from`"),
+        "{err}"
+    );
+    let err = load(
+        dir.path(),
+        "[[silver]]\nname = \"a\"\nfrom = \"bronze.orders\"\nstream = \"orders\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("line 4: `silver[0].stream`: `orders` is not of the form layer.table"),
+        "{err}"
+    );
+}
+
+#[test]
+fn incremental_gold_models_are_validated() {
+    let dir = project_dir();
+    std::fs::write(
+        dir.path().join("sql/gold/facts.sql"),
+        "SELECT o.id, p.name FROM silver.orders o JOIN silver.products p ON o.pid = p.id",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("sql/gold/daily.sql"),
+        "SELECT d AS x, COUNT(*) AS n FROM silver.orders GROUP BY d",
+    )
+    .unwrap();
+    let p = load(
+        dir.path(),
+        r#"
+[[gold]]
+name = "facts"
+stream = "silver.orders"
+incremental = { strategy = "merge", unique_key = ["id"] }
+
+[[gold]]
+name = "daily"
+partition_by = ["x"]
+incremental = { strategy = "partitions" }
+"#,
+    )
+    .unwrap();
+    let facts = p.gold[0].incremental.as_ref().unwrap();
+    assert_eq!(facts.strategy, Strategy::Merge);
+    assert_eq!(facts.unique_key, vec!["id".to_string()]);
+    assert_eq!(facts.stream, TableId::parse("silver.orders").unwrap());
+    assert!(p.gold[1].incremental.is_some());
+
+    let cases = [
+        (
+            "[[gold]]\nname = \"kpis\"\nincremental = { strategy = \"merge\" }\n",
+            "line 3: `gold[0].incremental.unique_key`: strategy `merge` needs `unique_key`",
+        ),
+        (
+            "[[gold]]\nname = \"kpis\"\nincremental = { strategy = \"partitions\" }\n",
+            "line 3: `gold[0].incremental.strategy`: strategy `partitions` needs `partition_by`",
+        ),
+        (
+            "[[gold]]\nname = \"kpis\"\nincremental = { strategy = \"append\", unique_key = [\"x\"] }\n",
+            "only strategy `merge` takes `unique_key` (this is `append`)",
+        ),
+        (
+            "[[gold]]\nname = \"kpis\"\nincremental = { strategy = \"upsert\" }\n",
+            "unknown variant `upsert`",
+        ),
+        (
+            "[[gold]]\nname = \"facts\"\nincremental = { strategy = \"append\" }\n",
+            "`gold[0].stream`: gold.facts reads several tables (`silver.orders`, `silver.products`): set `stream`",
+        ),
+        (
+            "[[gold]]\nname = \"kpis\"\nstream = \"silver.orders\"\n",
+            "line 3: `gold[0].stream`: only an `incremental` model has a streamed input",
+        ),
+        (
+            "[[gold]]\nname = \"kpis\"\nincremental = { strategy = \"append\" }\n",
+            "gold.kpis reads no table, so it has no input to stream",
+        ),
+    ];
+    for (toml, expected) in cases {
+        let err = load(dir.path(), toml).unwrap_err().to_string();
+        assert!(err.contains(expected), "{toml}\n{err}");
+    }
+}

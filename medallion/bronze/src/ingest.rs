@@ -331,9 +331,14 @@ impl BronzeStep {
         let listing = Listing::new(pattern, ctx.lake.options())?;
         let files = listing.files().await?;
         let table = ctx.lake.open(&self.table).await?;
+        let mode = if ctx.full_refresh {
+            delta::WriteMode::Overwrite
+        } else {
+            delta::WriteMode::Append
+        };
         let mut new = Vec::new();
         for f in files {
-            let done = match &table {
+            let done = match table.as_ref().filter(|_| !ctx.full_refresh) {
                 Some(t) => {
                     delta::txn_version(&self.table, t, &f.app_id()).await? == Some(f.modified_ms)
                 }
@@ -343,7 +348,7 @@ impl BronzeStep {
                 new.push(f);
             }
         }
-        if new.is_empty() {
+        if new.is_empty() && !(ctx.full_refresh && table.is_some()) {
             tracing::info!(table = %self.table, "no new files");
             return Ok(StepReport::default());
         }
@@ -355,8 +360,17 @@ impl BronzeStep {
                 batch_id: uuid::Uuid::now_v7().to_string(),
                 ingested_at: chrono::Utc::now().timestamp_micros(),
             },
-            main: TableWriter::new(&ctx.lake, self.table.clone(), table.as_ref())?,
-            rejected: TableWriter::new(&ctx.lake, rejected_id.clone(), rejected_table.as_ref())?,
+            // A full refresh starts from the sources' own schema.
+            main: TableWriter::new(
+                &ctx.lake,
+                self.table.clone(),
+                table.as_ref().filter(|_| !ctx.full_refresh),
+            )?,
+            rejected: TableWriter::new(
+                &ctx.lake,
+                rejected_id.clone(),
+                rejected_table.as_ref().filter(|_| !ctx.full_refresh),
+            )?,
             report: StepReport::default(),
         };
         for file in &new {
@@ -376,10 +390,17 @@ impl BronzeStep {
         let cursors = new.iter().map(|f| (f.app_id(), f.modified_ms)).collect();
         let info = CommitInfo::new(cursors, &ctx.run_id)
             .with("assay.batch_id", sink.lineage.batch_id.clone());
+        let rejected = match (rejected, &rejected_table) {
+            // A full refresh empties the rejects when no line is malformed any more.
+            (None, Some(t)) if ctx.full_refresh => {
+                Some((Vec::new(), delta::arrow_schema(&rejected_id, t)?))
+            }
+            (r, _) => r,
+        };
         if let Some((adds, schema)) = rejected {
             // Rejects are recorded with the same cursors, so a crash between the two commits
             // does not quarantine the same lines twice on the rerun.
-            let already = match &rejected_table {
+            let already = match rejected_table.as_ref().filter(|_| !ctx.full_refresh) {
                 Some(t) => {
                     let mut all = true;
                     for f in &new {
@@ -391,13 +412,14 @@ impl BronzeStep {
                 None => false,
             };
             if !already {
-                delta::commit_append(
+                delta::commit_files(
                     &ctx.lake,
                     &rejected_id,
                     rejected_table.as_ref(),
                     &schema,
                     adds,
                     &info,
+                    mode,
                 )
                 .await?;
             }
@@ -416,9 +438,16 @@ impl BronzeStep {
                 (Vec::new(), schema)
             }
         };
-        let version =
-            delta::commit_append(&ctx.lake, &self.table, table.as_ref(), &schema, adds, &info)
-                .await?;
+        let version = delta::commit_files(
+            &ctx.lake,
+            &self.table,
+            table.as_ref(),
+            &schema,
+            adds,
+            &info,
+            mode,
+        )
+        .await?;
         sink.report.version = Some(version);
         tracing::info!(table = %self.table, version, rows = sink.report.rows_written, "committed");
         Ok(sink.report)

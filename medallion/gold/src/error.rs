@@ -28,6 +28,24 @@ pub enum GoldError {
         /// The column.
         column: String,
     },
+    /// An incremental model's output no longer has the table's columns.
+    #[error(
+        "{model}: the model's output changed ({change}); an incremental model keeps its columns: rebuild it with `assay run --full-refresh --select {model}`"
+    )]
+    SchemaChanged {
+        /// The gold table.
+        model: String,
+        /// What changed, column by column.
+        change: String,
+    },
+    /// A `unique_key` column is not in the model's output.
+    #[error("{model}: `unique_key` column `{column}` is not in the query's output")]
+    UniqueKey {
+        /// The gold table.
+        model: String,
+        /// The column.
+        column: String,
+    },
     /// An engine operation failed.
     #[error(transparent)]
     Engine(#[from] EngineError),

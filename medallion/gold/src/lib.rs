@@ -4,9 +4,11 @@
 //! (its upstreams come from the SQL's table references), planned against the lake catalog
 //! and streamed into a full refresh of the gold table in one Delta commit, optionally
 //! partitioned. The upstream versions the build saw are recorded in the same commit, so an
-//! unchanged model is skipped.
+//! unchanged model is skipped. A model that declares `incremental` reads only its stream's
+//! changes since the last run and MERGEs, appends or replaces the touched partitions.
 
 pub mod error;
+mod incremental;
 pub mod model;
 
 use std::sync::Arc;

@@ -1,22 +1,24 @@
 //! A gold model: a SQL file over silver (or other gold) tables, materialized as a full
-//! refresh in one commit, skipped when no upstream has a new version.
+//! refresh in one commit, skipped when no upstream has a new version; or, when it declares
+//! `incremental`, computed from its stream's changes only and applied by strategy.
 
 use assay_engine::config::GoldConfig;
 use assay_engine::dag::sql_references;
 use assay_engine::delta::{self, CommitInfo, WriteMode};
 use assay_engine::step::{Step, StepContext, StepError, StepReport};
+use assay_engine::stream::{self, Prepared};
 use assay_engine::{EngineError, Layer, TableId};
 use async_trait::async_trait;
-use futures::TryStreamExt;
+use datafusion::dataframe::DataFrame;
 
 use crate::error::{GoldError, Result};
 
 /// Builds one gold table from its SQL model.
 #[derive(Debug)]
 pub struct GoldStep {
-    table: TableId,
-    config: GoldConfig,
-    upstreams: Vec<TableId>,
+    pub(crate) table: TableId,
+    pub(crate) config: GoldConfig,
+    pub(crate) upstreams: Vec<TableId>,
 }
 
 impl GoldStep {
@@ -26,7 +28,12 @@ impl GoldStep {
     /// The SQL does not parse or names a table without a layer.
     pub fn new(config: GoldConfig) -> std::result::Result<Self, EngineError> {
         let table = TableId::new(Layer::Gold, &config.name);
-        let upstreams = sql_references(&table.to_string(), &config.file, &config.sql)?;
+        let mut upstreams = sql_references(&table.to_string(), &config.file, &config.sql)?;
+        // The stream first, as the engine's input reader expects.
+        if let Some(inc) = &config.incremental {
+            upstreams.retain(|u| *u != inc.stream);
+            upstreams.insert(0, inc.stream.clone());
+        }
         Ok(GoldStep {
             table,
             config,
@@ -46,17 +53,72 @@ impl Step for GoldStep {
     }
 
     async fn run(&self, ctx: &StepContext) -> std::result::Result<StepReport, StepError> {
-        Ok(self.build(ctx).await?)
+        Ok(match &self.config.incremental {
+            Some(_) => self.incremental(ctx).await?,
+            None => self.build(ctx).await?,
+        })
     }
 }
 
 impl GoldStep {
-    async fn build(&self, ctx: &StepContext) -> Result<StepReport> {
-        let q = |e| GoldError::Query {
+    /// Wraps a DataFusion error with the model and its file.
+    pub(crate) fn q(&self) -> impl Fn(datafusion::error::DataFusionError) -> GoldError + '_ {
+        move |e| GoldError::Query {
             model: self.table.to_string(),
             file: self.config.file.clone(),
             source: Box::new(e),
-        };
+        }
+    }
+
+    /// Fails when a partition column is not in the model's output.
+    pub(crate) fn check_partitions(&self, frame: &DataFrame) -> Result<()> {
+        for p in &self.config.partition_by {
+            if frame.schema().field_with_unqualified_name(p).is_err() {
+                return Err(GoldError::PartitionColumn {
+                    model: self.table.to_string(),
+                    column: p.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The commit's metadata: cursors and the model file.
+    pub(crate) fn info(&self, ctx: &StepContext, versions: Vec<(String, i64)>) -> CommitInfo {
+        CommitInfo::new(versions, &ctx.run_id).with("assay.model", self.config.file.clone())
+    }
+
+    /// Replaces the whole table with `frame` in one commit.
+    pub(crate) async fn overwrite(
+        &self,
+        ctx: &StepContext,
+        frame: DataFrame,
+        info: &CommitInfo,
+    ) -> Result<StepReport> {
+        self.check_partitions(&frame)?;
+        ctx.faults.before_commit(&self.table)?;
+        let table = delta::write_frame(
+            &ctx.lake,
+            &self.table,
+            frame,
+            WriteMode::Overwrite,
+            &self.config.partition_by,
+            info,
+        )
+        .await?;
+        let rows = delta::last_commit_added_rows(&table).await;
+        Ok(StepReport {
+            rows_in: rows,
+            rows_written: rows,
+            rows_rejected: 0,
+            version: Some(delta::version(&table)),
+            expectations: Vec::new(),
+        })
+    }
+
+    /// A full rebuild over the lake catalog, skipped when every upstream is at the version
+    /// the last build recorded (unless this is a full refresh).
+    async fn build(&self, ctx: &StepContext) -> Result<StepReport> {
         // Versions are read before planning: if a commit lands in between, the model is
         // rebuilt next time, never skipped wrongly.
         let mut versions = Vec::new();
@@ -68,7 +130,7 @@ impl GoldStep {
             versions.push((delta::consumed_app_id(up), version));
         }
         let existing = ctx.lake.open(&self.table).await?;
-        if let Some(t) = &existing {
+        if let Some(t) = existing.as_ref().filter(|_| !ctx.full_refresh) {
             let mut fresh = true;
             for (app, v) in &versions {
                 fresh &= delta::txn_version(&self.table, t, app).await? == Some(*v);
@@ -78,49 +140,47 @@ impl GoldStep {
             }
         }
         let session = ctx.catalog.session();
-        let frame = session.sql(&self.config.sql).await.map_err(q)?;
-        for p in &self.config.partition_by {
-            if frame.schema().field_with_unqualified_name(p).is_err() {
-                return Err(GoldError::PartitionColumn {
-                    model: self.table.to_string(),
-                    column: p.clone(),
-                });
+        let frame = session.sql(&self.config.sql).await.map_err(self.q())?;
+        let info = self.info(ctx, versions);
+        self.overwrite(ctx, frame, &info).await
+    }
+
+    /// An incremental model: the first run and a full refresh build everything from the
+    /// stream as read; later runs compute the model over the stream's changes only.
+    async fn incremental(&self, ctx: &StepContext) -> Result<StepReport> {
+        let Some(inc) = &self.config.incremental else {
+            return self.build(ctx).await;
+        };
+        let existing = ctx.lake.open(&self.table).await?;
+        let inputs = match stream::prepare(
+            ctx,
+            &self.table,
+            existing.as_ref(),
+            &inc.stream,
+            &self.upstreams,
+        )
+        .await?
+        {
+            Prepared::Ready(inputs) => *inputs,
+            Prepared::UpToDate => return Ok(StepReport::default()),
+            Prepared::Waiting(up) => {
+                tracing::info!(upstream = %up, "upstream has no table yet; nothing to build");
+                return Ok(StepReport::default());
+            }
+        };
+        let info = self.info(ctx, inputs.versions.clone());
+        match existing {
+            Some(target) if inputs.is_incremental() => {
+                crate::incremental::apply(self, ctx, inc, target, inputs, &info).await
+            }
+            _ => {
+                let frame = inputs
+                    .session
+                    .sql(&self.config.sql)
+                    .await
+                    .map_err(self.q())?;
+                self.overwrite(ctx, frame, &info).await
             }
         }
-        let info =
-            CommitInfo::new(versions, &ctx.run_id).with("assay.model", self.config.file.clone());
-        ctx.faults.before_commit(&self.table)?;
-        let table = delta::write_frame(
-            &ctx.lake,
-            &self.table,
-            frame,
-            WriteMode::Overwrite,
-            &self.config.partition_by,
-            &info,
-        )
-        .await?;
-        let rows = added_rows(&table).await;
-        Ok(StepReport {
-            rows_in: rows,
-            rows_written: rows,
-            rows_rejected: 0,
-            version: Some(delta::version(&table)),
-            expectations: Vec::new(),
-        })
     }
-}
-
-/// `num_added_rows` of the table's latest commit (0 when not recorded).
-async fn added_rows(table: &deltalake::DeltaTable) -> u64 {
-    let commits: Vec<_> = table
-        .history(Some(1))
-        .try_collect()
-        .await
-        .unwrap_or_default();
-    commits
-        .first()
-        .and_then(|c| c.info.get("operationMetrics"))
-        .and_then(|m| m.get("num_added_rows"))
-        .and_then(|v| v.as_u64())
-        .unwrap_or(0)
 }

@@ -48,15 +48,6 @@ pub enum SilverError {
         #[source]
         source: Box<datafusion::error::DataFusionError>,
     },
-    /// The MERGE failed.
-    #[error("{table}: merge: {source}")]
-    Merge {
-        /// The silver table.
-        table: String,
-        /// The delta-rs error.
-        #[source]
-        source: Box<deltalake::DeltaTableError>,
-    },
     /// An engine operation failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
@@ -72,11 +63,6 @@ impl From<SilverError> for StepError {
         }
         let transient = match &e {
             SilverError::Engine(inner) => inner.is_transient(),
-            SilverError::Merge { source, .. } => matches!(
-                source.as_ref(),
-                deltalake::DeltaTableError::Transaction { .. }
-                    | deltalake::DeltaTableError::ObjectStore { .. }
-            ),
             _ => false,
         };
         if transient {

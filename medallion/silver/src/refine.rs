@@ -2,20 +2,16 @@
 //! dedup, and MERGE into silver by keys, recording the consumed upstream versions in the
 //! same commit.
 
-use std::sync::Arc;
-
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Int64Type};
 use assay_engine::config::{Action, SilverConfig, SilverInput};
-use assay_engine::dag::sql_references;
-use assay_engine::delta::{self, CommitInfo, WriteMode, consumed_app_id};
+use assay_engine::delta::{self, CommitInfo, WriteMode};
 use assay_engine::step::{ExpectationOutcome, Step, StepContext, StepError, StepReport};
+use assay_engine::stream::{self, Inputs, Prepared};
 use assay_engine::{EngineError, Layer, TableId};
 use async_trait::async_trait;
-use datafusion::catalog::MemorySchemaProvider;
 use datafusion::common::ScalarValue;
 use datafusion::common::TableReference;
-use datafusion::datasource::MemTable;
 use datafusion::functions_aggregate::expr_fn::{count, sum};
 use datafusion::logical_expr::{Expr, cast, ident, lit, when};
 use datafusion::prelude::SessionContext;
@@ -39,10 +35,7 @@ impl SilverStep {
     /// The entry's SQL does not parse or names a table without a layer.
     pub fn new(config: SilverConfig) -> std::result::Result<Self, EngineError> {
         let table = TableId::new(Layer::Silver, &config.name);
-        let upstreams = match &config.input {
-            SilverInput::Table(id) => vec![id.clone()],
-            SilverInput::Sql { file, text } => sql_references(&table.to_string(), file, text)?,
-        };
+        let upstreams = config.upstreams.clone();
         Ok(SilverStep {
             table,
             config,
@@ -82,71 +75,49 @@ impl SilverStep {
         }
     }
 
-    /// Registers each upstream's new data under its `layer.name`; returns the cursors to
-    /// record, or `None` when no upstream has anything new.
-    async fn register_increments(
+    /// The streamed input's new rows (all of them on a full refresh or a first run) and
+    /// every other upstream whole; `None` when the stream has nothing new (or an input has
+    /// no table yet). A stream whose commits removed rows cannot be followed.
+    async fn inputs(
         &self,
         ctx: &StepContext,
-        session: &SessionContext,
         target: Option<&deltalake::DeltaTable>,
-    ) -> Result<Option<Vec<(String, i64)>>> {
-        let default_catalog = session.catalog("datafusion").ok_or_else(|| {
-            self.q()(datafusion::error::DataFusionError::Plan(
-                "no default catalog".into(),
-            ))
-        })?;
-        for layer in [Layer::Bronze, Layer::Silver, Layer::Gold, Layer::System] {
-            default_catalog
-                .register_schema(layer.as_str(), Arc::new(MemorySchemaProvider::new()))
-                .map_err(self.q())?;
+    ) -> Result<Option<Inputs>> {
+        let stream = &self.config.stream;
+        let inputs =
+            match stream::prepare(ctx, &self.table, target, stream, &self.upstreams).await? {
+                Prepared::Ready(inputs) => inputs,
+                Prepared::UpToDate => return Ok(None),
+                Prepared::Waiting(up) => {
+                    tracing::info!(upstream = %up, "upstream has no table yet; nothing to refine");
+                    return Ok(None);
+                }
+            };
+        if let Some(v) = inputs.changes.first_rewrite {
+            return Err(EngineError::NeedsFullRefresh {
+                table: self.table.to_string(),
+                upstream: stream.to_string(),
+                reason: format!(
+                    "its commit {v} removed or rewrote rows (a full refresh, MERGE or delete), \
+                     and a stream only takes appended rows"
+                ),
+            }
+            .into());
         }
-        let mut cursors = Vec::new();
-        let mut any_new = false;
-        for up in &self.upstreams {
-            let Some(table) = ctx.lake.open(up).await? else {
-                tracing::info!(upstream = %up, "upstream has no table yet; nothing to refine");
-                return Ok(None);
-            };
-            let latest = delta::version(&table);
-            let consumed = match target {
-                Some(t) => delta::txn_version(&self.table, t, &consumed_app_id(up)).await?,
-                None => None,
-            };
-            let files = if consumed.is_some_and(|c| c >= latest) {
-                Vec::new()
-            } else {
-                delta::added_since(up, &table, consumed).await?
-            };
-            let provider: Arc<dyn datafusion::catalog::TableProvider> = if files.is_empty() {
-                let schema = delta::arrow_schema(up, &table)?;
-                Arc::new(MemTable::try_new(schema, vec![vec![]]).map_err(self.q())?)
-            } else {
-                any_new = true;
-                delta::scan(up, &table, session, Some(files))
-                    .await?
-                    .into_view()
-            };
-            session
-                .register_table(
-                    TableReference::partial(up.layer.as_str(), up.name.as_str()),
-                    provider,
-                )
-                .map_err(self.q())?;
-            cursors.push((consumed_app_id(up), latest));
+        if inputs.is_incremental() && inputs.changes.added.is_empty() {
+            return Ok(None);
         }
-        Ok(any_new.then_some(cursors))
+        Ok(Some(*inputs))
     }
 
     async fn refine(&self, ctx: &StepContext) -> Result<StepReport> {
         let table_name = self.table.to_string();
         let target = ctx.lake.open(&self.table).await?;
-        let session = SessionContext::new();
-        let Some(cursors) = self
-            .register_increments(ctx, &session, target.as_ref())
-            .await?
-        else {
+        let Some(inputs) = self.inputs(ctx, target.as_ref()).await? else {
             return Ok(StepReport::default());
         };
+        let session = &inputs.session;
+        let cursors = vec![inputs.cursor()];
         let input = match &self.config.input {
             SilverInput::Table(id) => session
                 .table(TableReference::partial(id.layer.as_str(), id.name.as_str()))
@@ -187,10 +158,8 @@ impl SilverStep {
         let quarantine = ident("__cast_error")
             .is_not_null()
             .or(ok.clone().and(any_failed(&self.config, Action::Quarantine)));
-        if stats.quarantined > 0 {
-            self.write_quarantine(ctx, &staged, quarantine.clone(), &info)
-                .await?;
-        }
+        self.write_quarantine(ctx, &staged, quarantine.clone(), stats.quarantined, &info)
+            .await?;
         ctx.faults.before_commit(&self.table)?;
 
         let good = staged
@@ -204,7 +173,7 @@ impl SilverStep {
             .map_err(self.q())?
             .select(staged.output_columns.iter().map(ident).collect::<Vec<_>>())
             .map_err(self.q())?;
-        let deduped = self.dedup(&session, good).await?;
+        let deduped = self.dedup(session, good).await?;
         let mut report = StepReport {
             rows_in: stats.rows,
             rows_rejected: stats.quarantined + stats.dropped,
@@ -212,7 +181,7 @@ impl SilverStep {
             ..StepReport::default()
         };
         let (version, written) = match target {
-            Some(t) if !self.config.keys.is_empty() => {
+            Some(t) if !self.config.keys.is_empty() && !ctx.full_refresh => {
                 crate::merge::merge(
                     &self.table,
                     &self.config,
@@ -224,18 +193,19 @@ impl SilverStep {
                 .await?
             }
             _ => {
-                // First write, or no keys (append-only): plain append, counted first.
-                let count = deduped.clone().count().await.map_err(self.q())? as u64;
-                let table = delta::write_frame(
-                    &ctx.lake,
-                    &self.table,
-                    deduped,
-                    WriteMode::Append,
-                    &[],
-                    &info,
+                // First write, no keys (append-only) or a full refresh (replace every row
+                // in one commit): no MERGE needed.
+                let mode = if ctx.full_refresh {
+                    WriteMode::Overwrite
+                } else {
+                    WriteMode::Append
+                };
+                let table =
+                    delta::write_frame(&ctx.lake, &self.table, deduped, mode, &[], &info).await?;
+                (
+                    delta::version(&table),
+                    delta::last_commit_added_rows(&table).await,
                 )
-                .await?;
-                (delta::version(&table), count)
             }
         };
         report.version = Some(version);
@@ -311,12 +281,18 @@ impl SilverStep {
         ctx: &StepContext,
         staged: &crate::stage::Staged,
         quarantine: Expr,
+        rows: u64,
         info: &CommitInfo,
     ) -> Result<()> {
         let qid = self.table.side("quarantine");
+        let existing = ctx.lake.open(&qid).await?;
+        // A full refresh replaces the quarantine too (emptying it when nothing fails now).
+        if rows == 0 && !(ctx.full_refresh && existing.is_some()) {
+            return Ok(());
+        }
         // The same cursors guard the quarantine: a rerun after a crash between the two
         // commits does not quarantine the same rows twice.
-        if let Some(existing) = ctx.lake.open(&qid).await? {
+        if let Some(existing) = existing.filter(|_| !ctx.full_refresh) {
             let mut done = true;
             for (app, v) in &info.transactions {
                 done &= delta::txn_version(&qid, &existing, app).await? == Some(*v);
@@ -354,7 +330,12 @@ impl SilverStep {
             .map_err(self.q())?
             .select(columns)
             .map_err(self.q())?;
-        delta::write_frame(&ctx.lake, &qid, frame, WriteMode::Append, &[], info).await?;
+        let mode = if ctx.full_refresh {
+            WriteMode::Overwrite
+        } else {
+            WriteMode::Append
+        };
+        delta::write_frame(&ctx.lake, &qid, frame, mode, &[], info).await?;
         Ok(())
     }
 

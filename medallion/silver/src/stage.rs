@@ -22,10 +22,7 @@ pub(crate) struct Staged {
     pub(crate) output_columns: Vec<String>,
 }
 
-/// Quotes an identifier for SQL text.
-pub(crate) fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
+pub(crate) use assay_engine::delta::quote_ident as quote;
 
 /// Builds the staged frame.
 ///

@@ -1,0 +1,335 @@
+//! Incremental gold: the model runs over its stream's changes since the last run and the
+//! result is applied by strategy — MERGEd by key, appended, or, for `partitions`, used only
+//! to find the partitions to recompute, which are then replaced in one commit.
+
+use arrow::array::RecordBatch;
+use assay_engine::EngineError;
+use assay_engine::config::{Incremental, Strategy};
+use assay_engine::delta::{self, CommitInfo, WriteMode};
+use assay_engine::step::{StepContext, StepReport};
+use assay_engine::stream::{self, Inputs};
+use datafusion::common::{ScalarValue, TableReference};
+use datafusion::dataframe::DataFrame;
+use datafusion::logical_expr::{Expr, col, lit};
+use deltalake::DeltaTable;
+
+use crate::error::{GoldError, Result};
+use crate::model::GoldStep;
+
+/// Touched partitions above this count are replaced by recomputing the whole table (still
+/// in one commit), instead of a predicate listing each of them.
+const MAX_LISTED_PARTITIONS: usize = 1000;
+
+/// Applies the model's result over the stream's changes to `target`.
+///
+/// # Errors
+/// The stream's changes cannot be followed by this strategy (a full refresh is needed), the
+/// model's output changed its columns, or the query or commit failed.
+pub(crate) async fn apply(
+    step: &GoldStep,
+    ctx: &StepContext,
+    inc: &Incremental,
+    target: DeltaTable,
+    inputs: Inputs,
+    info: &CommitInfo,
+) -> Result<StepReport> {
+    let needs_refresh = |v: i64, what: &str| -> GoldError {
+        EngineError::NeedsFullRefresh {
+            table: step.table.to_string(),
+            upstream: inc.stream.to_string(),
+            reason: format!(
+                "its commit {v} {what}, which strategy `{}` cannot apply",
+                inc.strategy.as_str()
+            ),
+        }
+        .into()
+    };
+    let changes = &inputs.changes;
+    match inc.strategy {
+        Strategy::Append => {
+            if let Some(v) = changes.first_rewrite {
+                return Err(needs_refresh(v, "removed or rewrote rows"));
+            }
+        }
+        Strategy::Merge => {
+            if let Some(v) = changes.first_delete {
+                return Err(needs_refresh(v, "may have deleted rows"));
+            }
+        }
+        Strategy::Partitions => {}
+    }
+    if changes.added.is_empty() && changes.removed.is_empty() {
+        return Ok(StepReport::default());
+    }
+    if inc.strategy == Strategy::Partitions {
+        return partitions(step, ctx, inc, target, inputs, info).await;
+    }
+    if inc.strategy == Strategy::Merge {
+        // Rows a MERGE upstream only copied into new files are not changes.
+        stream_changes(step, ctx, inc, &inputs, false).await?;
+    }
+    let frame = model(step, &inputs).await?;
+    check_schema(step, &target, &frame)?;
+    ctx.faults.before_commit(&step.table)?;
+    let (table, written) = match inc.strategy {
+        Strategy::Merge => {
+            for k in &inc.unique_key {
+                if frame.schema().field_with_unqualified_name(k).is_err() {
+                    return Err(GoldError::UniqueKey {
+                        model: step.table.to_string(),
+                        column: k.clone(),
+                    });
+                }
+            }
+            let columns: Vec<String> = frame
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            delta::merge_by_keys(
+                &step.table,
+                target,
+                frame,
+                &inc.unique_key,
+                &columns,
+                None,
+                info,
+            )
+            .await?
+        }
+        _ => {
+            let table = delta::write_frame(
+                &ctx.lake,
+                &step.table,
+                frame,
+                WriteMode::Append,
+                &step.config.partition_by,
+                info,
+            )
+            .await?;
+            let rows = delta::last_commit_added_rows(&table).await;
+            (table, rows)
+        }
+    };
+    Ok(StepReport {
+        rows_in: written,
+        rows_written: written,
+        rows_rejected: 0,
+        version: Some(delta::version(&table)),
+        expectations: Vec::new(),
+    })
+}
+
+/// The model's SQL planned over the inputs as registered.
+async fn model(step: &GoldStep, inputs: &Inputs) -> Result<DataFrame> {
+    inputs.session.sql(&step.config.sql).await.map_err(step.q())
+}
+
+fn check_schema(step: &GoldStep, target: &DeltaTable, frame: &DataFrame) -> Result<()> {
+    let schema = frame.schema().as_arrow().clone();
+    match delta::schema_change(&step.table, target, &schema)? {
+        Some(change) => Err(GoldError::SchemaChanged {
+            model: step.table.to_string(),
+            change,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Registers the stream's changed rows as the stream in the inputs' session, when its
+/// commits removed files: the rows of the added files that were not in the removed ones
+/// (new or updated values), plus, with `with_old`, the rows of the removed files that are
+/// not in the added ones (deleted rows and the old values of updated ones). Rows a rewrite
+/// merely copied cancel out. The removed files are read at the version last consumed.
+async fn stream_changes(
+    step: &GoldStep,
+    ctx: &StepContext,
+    inc: &Incremental,
+    inputs: &Inputs,
+    with_old: bool,
+) -> Result<()> {
+    let changes = &inputs.changes;
+    if changes.removed.is_empty() {
+        return Ok(());
+    }
+    let session = &inputs.session;
+    let stream_ref = TableReference::partial(inc.stream.layer.as_str(), inc.stream.name.as_str());
+    let consumed = inputs.consumed.unwrap_or(-1);
+    let mut old = ctx.lake.handle(&inc.stream)?;
+    old.load_version(consumed as u64)
+        .await
+        .map_err(|e| EngineError::NeedsFullRefresh {
+            table: step.table.to_string(),
+            upstream: inc.stream.to_string(),
+            reason: format!("its version {consumed} cannot be read any more ({e})"),
+        })?;
+    let removed =
+        stream::provider(&inc.stream, &old, session, Some(changes.removed.clone())).await?;
+    let added = session.table(stream_ref.clone()).await.map_err(step.q())?;
+    let removed = session.read_table(removed).map_err(step.q())?;
+    let removed = conform(removed, &added).map_err(step.q())?;
+    let mut changed = added.clone().except(removed.clone()).map_err(step.q())?;
+    if with_old {
+        let old_rows = removed.except(added).map_err(step.q())?;
+        changed = changed.union(old_rows).map_err(step.q())?;
+    }
+    session.deregister_table(stream_ref).map_err(step.q())?;
+    stream::register(session, &inc.stream, changed.into_view())?;
+    Ok(())
+}
+
+/// `partitions`: the model over the changed rows (new and old values) names the partitions
+/// to recompute; the model over the whole stream, restricted to them, replaces exactly
+/// those partitions in one commit.
+async fn partitions(
+    step: &GoldStep,
+    ctx: &StepContext,
+    inc: &Incremental,
+    target: DeltaTable,
+    inputs: Inputs,
+    info: &CommitInfo,
+) -> Result<StepReport> {
+    stream_changes(step, ctx, inc, &inputs, true).await?;
+    let session = &inputs.session;
+    let partition_by = &step.config.partition_by;
+    let changed_model = model(step, &inputs).await?;
+    step.check_partitions(&changed_model)?;
+    let touched: Vec<RecordBatch> = changed_model
+        .select(partition_by.iter().map(col).collect::<Vec<_>>())
+        .and_then(|f| f.distinct())
+        .map_err(step.q())?
+        .collect()
+        .await
+        .map_err(step.q())?;
+    let count: usize = touched.iter().map(RecordBatch::num_rows).sum();
+    if count == 0 {
+        return Ok(StepReport::default());
+    }
+    // Now the whole stream, as read.
+    let stream_ref = TableReference::partial(inc.stream.layer.as_str(), inc.stream.name.as_str());
+    session.deregister_table(stream_ref).map_err(step.q())?;
+    let whole = stream::provider(&inc.stream, &inputs.stream_table, session, None).await?;
+    stream::register(session, &inc.stream, whole)?;
+    let full = model(step, &inputs).await?;
+    check_schema(step, &target, &full)?;
+    if count > MAX_LISTED_PARTITIONS {
+        tracing::info!(model = %step.table, partitions = count, "many partitions touched; recomputing all");
+        return step.overwrite(ctx, full, info).await;
+    }
+    let predicate = partition_predicate(partition_by, &touched).map_err(step.q())?;
+    let frame = full.filter(predicate.clone()).map_err(step.q())?;
+    ctx.faults.before_commit(&step.table)?;
+    let table =
+        delta::replace_where(&ctx.lake, &step.table, frame, predicate, partition_by, info).await?;
+    let rows = delta::last_commit_added_rows(&table).await;
+    tracing::info!(model = %step.table, partitions = count, rows, "partitions replaced");
+    Ok(StepReport {
+        rows_in: rows,
+        rows_written: rows,
+        rows_rejected: 0,
+        version: Some(delta::version(&table)),
+        expectations: Vec::new(),
+    })
+}
+
+/// `frame` with the column names and types of `like` (older files of a table may carry
+/// types the latest schema widened).
+fn conform(frame: DataFrame, like: &DataFrame) -> datafusion::error::Result<DataFrame> {
+    let columns: Vec<Expr> = like
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| {
+            datafusion::logical_expr::cast(col(f.name()), f.data_type().clone()).alias(f.name())
+        })
+        .collect();
+    frame.select(columns)
+}
+
+/// `p IN (v, ...)` for one partition column (with `OR p IS NULL` for a NULL value), or an
+/// OR of `p1 = v1 AND p2 = v2` for several; the values are those of `touched`.
+fn partition_predicate(
+    columns: &[String],
+    touched: &[RecordBatch],
+) -> datafusion::error::Result<Expr> {
+    let mut tuples: Vec<Vec<ScalarValue>> = Vec::new();
+    for batch in touched {
+        for row in 0..batch.num_rows() {
+            let mut tuple = Vec::with_capacity(columns.len());
+            for c in 0..columns.len() {
+                tuple.push(ScalarValue::try_from_array(batch.column(c), row)?);
+            }
+            tuples.push(tuple);
+        }
+    }
+    let value = |c: &str, v: &ScalarValue| {
+        if v.is_null() {
+            col(c).is_null()
+        } else {
+            col(c).eq(lit(v.clone()))
+        }
+    };
+    if let [only] = columns {
+        let (nulls, values): (Vec<_>, Vec<_>) = tuples
+            .into_iter()
+            .filter_map(|mut t| t.pop())
+            .partition(ScalarValue::is_null);
+        let mut expr = (!values.is_empty())
+            .then(|| col(only.as_str()).in_list(values.into_iter().map(lit).collect(), false));
+        if !nulls.is_empty() {
+            let is_null = col(only.as_str()).is_null();
+            expr = Some(match expr {
+                Some(e) => e.or(is_null),
+                None => is_null,
+            });
+        }
+        return Ok(expr.unwrap_or_else(|| lit(false)));
+    }
+    Ok(tuples
+        .iter()
+        .filter_map(|t| {
+            columns
+                .iter()
+                .zip(t)
+                .map(|(c, v)| value(c, v))
+                .reduce(Expr::and)
+        })
+        .reduce(Expr::or)
+        .unwrap_or_else(|| lit(false)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{ArrayRef, Int64Array, StringArray};
+    use std::sync::Arc;
+
+    #[test]
+    fn predicates_list_each_touched_partition() {
+        let batch = RecordBatch::try_from_iter(vec![(
+            "d",
+            Arc::new(StringArray::from(vec![Some("a"), None, Some("b")])) as ArrayRef,
+        )])
+        .unwrap();
+        let p = partition_predicate(&["d".into()], &[batch]).unwrap();
+        assert_eq!(
+            p.to_string(),
+            "d IN ([Utf8(\"a\"), Utf8(\"b\")]) OR d IS NULL"
+        );
+
+        let batch = RecordBatch::try_from_iter(vec![
+            (
+                "y",
+                Arc::new(Int64Array::from(vec![2026, 2025])) as ArrayRef,
+            ),
+            ("m", Arc::new(Int64Array::from(vec![1, 12])) as ArrayRef),
+        ])
+        .unwrap();
+        let p = partition_predicate(&["y".into(), "m".into()], &[batch]).unwrap();
+        assert_eq!(
+            p.to_string(),
+            "y = Int64(2026) AND m = Int64(1) OR y = Int64(2025) AND m = Int64(12)"
+        );
+    }
+}
