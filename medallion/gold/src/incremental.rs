@@ -112,13 +112,7 @@ pub(crate) async fn apply(
             (table, rows)
         }
     };
-    Ok(StepReport {
-        rows_in: written,
-        rows_written: written,
-        rows_rejected: 0,
-        version: Some(delta::version(&table)),
-        expectations: Vec::new(),
-    })
+    Ok(crate::model::written(&table, written))
 }
 
 /// The model's SQL planned over the inputs as registered.
@@ -224,13 +218,7 @@ async fn partitions(
         delta::replace_where(&ctx.lake, &step.table, frame, predicate, partition_by, info).await?;
     let rows = delta::last_commit_added_rows(&table).await;
     tracing::info!(model = %step.table, partitions = count, rows, "partitions replaced");
-    Ok(StepReport {
-        rows_in: rows,
-        rows_written: rows,
-        rows_rejected: 0,
-        version: Some(delta::version(&table)),
-        expectations: Vec::new(),
-    })
+    Ok(crate::model::written(&table, rows))
 }
 
 /// `frame` with the column names and types of `like` (older files of a table may carry

@@ -60,6 +60,17 @@ impl Step for GoldStep {
     }
 }
 
+/// The report of a build that committed `table` with `rows` rows written.
+pub(crate) fn written(table: &deltalake::DeltaTable, rows: u64) -> StepReport {
+    StepReport {
+        rows_in: rows,
+        rows_written: rows,
+        rows_rejected: 0,
+        version: Some(delta::version(table)),
+        expectations: Vec::new(),
+    }
+}
+
 impl GoldStep {
     /// Wraps a DataFusion error with the model and its file.
     pub(crate) fn q(&self) -> impl Fn(datafusion::error::DataFusionError) -> GoldError + '_ {
@@ -107,13 +118,7 @@ impl GoldStep {
         )
         .await?;
         let rows = delta::last_commit_added_rows(&table).await;
-        Ok(StepReport {
-            rows_in: rows,
-            rows_written: rows,
-            rows_rejected: 0,
-            version: Some(delta::version(&table)),
-            expectations: Vec::new(),
-        })
+        Ok(written(&table, rows))
     }
 
     /// A full rebuild over the lake catalog, skipped when every upstream is at the version
