@@ -31,7 +31,7 @@ pub struct Inputs {
     pub consumed: Option<i64>,
     /// The stream version this read reaches (the cursor to record).
     pub latest: i64,
-    /// What the stream's commits after `consumed` changed (all live files when `None`).
+    /// What the stream's commits after `consumed` changed (empty when `consumed` is `None`).
     pub changes: Changes,
     /// Every input's version as read, stream first (`assay.consumed:<table>` -> version).
     pub versions: Vec<(String, i64)>,
@@ -163,7 +163,11 @@ pub async fn prepare(
     if consumed == Some(latest) {
         return Ok(Prepared::UpToDate);
     }
-    let changes = delta::changes_since(consumer, stream, &stream_table, consumed).await?;
+    // Reading the whole stream needs no file list: the scan takes the snapshot's files.
+    let changes = match consumed {
+        Some(_) => delta::changes_since(consumer, stream, &stream_table, consumed).await?,
+        None => Changes::default(),
+    };
     let session = input_session(consumer)?;
     let files = consumed.map(|_| changes.added.clone());
     let p = provider(stream, &stream_table, &session, files).await?;
