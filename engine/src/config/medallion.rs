@@ -1,0 +1,506 @@
+//! The medallion sections of the project file: `[[bronze]]`, `[[silver]]` and `[[gold]]`,
+//! their typed config and how each entry is validated.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::raw::{self, RawExpectation, RawSource};
+use super::{ColumnType, Validator, parse_column_type};
+use crate::error::{EngineError, Result};
+use crate::table::{Layer, TableId};
+
+/// What bronze does with a line it cannot parse.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Stop the step with file, line and reason (default).
+    #[default]
+    Fail,
+    /// Write the raw line to `bronze.<name>__rejected` and go on.
+    Quarantine,
+}
+
+/// File format of a files source.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileFormat {
+    /// Decide per file by extension: `.csv`/`.tsv`, `.ndjson`/`.jsonl`/`.json`, `.parquet`.
+    #[default]
+    Auto,
+    /// Delimited text.
+    Csv,
+    /// One JSON object per line.
+    Ndjson,
+    /// Apache Parquet.
+    Parquet,
+}
+
+/// CSV parsing options.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CsvOptions {
+    /// The first line names the columns (default: true).
+    pub header: bool,
+    /// Field delimiter (default: `,`).
+    pub delimiter: char,
+    /// Quote character (default: `"`).
+    pub quote: char,
+    /// A field equal to this string is NULL (default: empty string).
+    pub null: String,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        CsvOptions {
+            header: true,
+            delimiter: ',',
+            quote: '"',
+            null: String::new(),
+        }
+    }
+}
+
+/// One bronze table and its source.
+#[derive(Debug, Clone)]
+pub struct BronzeConfig {
+    /// Table name inside the bronze layer.
+    pub name: String,
+    /// Where rows come from.
+    pub source: SourceConfig,
+    /// What to do with malformed input.
+    pub on_error: OnError,
+}
+
+/// A bronze source.
+#[derive(Debug, Clone)]
+pub enum SourceConfig {
+    /// Files selected by a glob under the project directory or a lake-supported URL.
+    Files {
+        /// The glob, as a URL (`file:///…/*.csv`, `s3://…`) after resolution.
+        pattern: String,
+        /// File format.
+        format: FileFormat,
+        /// CSV options.
+        csv: CsvOptions,
+    },
+}
+
+/// What happens to a row that breaks an expectation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Keep the row, count the violation (default).
+    #[default]
+    Warn,
+    /// Drop the row, count it.
+    Drop,
+    /// Move the row to `silver.<name>__quarantine` with the failed rule names.
+    Quarantine,
+    /// Fail the step; silver stays at its previous version.
+    Fail,
+}
+
+impl Action {
+    /// The action's name as written in the project file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Warn => "warn",
+            Action::Drop => "drop",
+            Action::Quarantine => "quarantine",
+            Action::Fail => "fail",
+        }
+    }
+}
+
+/// One expectation on a silver table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expectation {
+    /// Rule name.
+    pub name: String,
+    /// SQL boolean expression; a row passes only when it is true.
+    pub rule: String,
+    /// What to do with a row that fails.
+    pub action: Action,
+}
+
+/// Where a silver table reads from.
+#[derive(Debug, Clone)]
+pub enum SilverInput {
+    /// One bronze (or silver) table as it is.
+    Table(TableId),
+    /// A SQL query over bronze tables.
+    Sql {
+        /// Path of the SQL file, relative to the project.
+        file: String,
+        /// The query text.
+        text: String,
+    },
+}
+
+/// One silver table.
+#[derive(Debug, Clone)]
+pub struct SilverConfig {
+    /// Table name inside the silver layer.
+    pub name: String,
+    /// Input table or query.
+    pub input: SilverInput,
+    /// The streamed input: read incrementally, only the commits not yet consumed. Every
+    /// other table the SQL references is read whole at its latest version.
+    pub stream: TableId,
+    /// Every table the input reads (the stream first).
+    pub upstreams: Vec<TableId>,
+    /// Declared column types in output order (empty: keep the input's columns).
+    pub columns: Vec<(String, ColumnType)>,
+    /// Dedup and MERGE keys (empty: append-only).
+    pub keys: Vec<String>,
+    /// Column that orders versions of a key; the latest wins.
+    pub sequence_by: Option<String>,
+    /// Expectations in declared order.
+    pub expectations: Vec<Expectation>,
+}
+
+/// How an incremental gold model applies the rows computed from its stream's changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// MERGE by `unique_key`: new keys inserted, existing keys updated.
+    Merge,
+    /// Appended.
+    Append,
+    /// Only the partitions the new rows touch are recomputed and replaced.
+    Partitions,
+}
+
+impl Strategy {
+    /// The strategy's name as written in the project file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Merge => "merge",
+            Strategy::Append => "append",
+            Strategy::Partitions => "partitions",
+        }
+    }
+}
+
+/// `[[gold]] incremental`: the model reads only its stream's changes since the last run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incremental {
+    /// How the result is applied.
+    pub strategy: Strategy,
+    /// The MERGE key (`merge` only).
+    pub unique_key: Vec<String>,
+    /// The streamed input; every other table the SQL reads is read whole.
+    pub stream: TableId,
+}
+
+/// One gold model.
+#[derive(Debug, Clone)]
+pub struct GoldConfig {
+    /// Table name inside the gold layer.
+    pub name: String,
+    /// Path of the SQL file, relative to the project.
+    pub file: String,
+    /// The query text.
+    pub sql: String,
+    /// Partition columns.
+    pub partition_by: Vec<String>,
+    /// Incremental materialization; `None`: a full rebuild whenever an upstream changed.
+    pub incremental: Option<Incremental>,
+}
+
+impl Validator<'_> {
+    pub(super) fn bronze(
+        &self,
+        i: usize,
+        b: raw::RawBronze,
+        seen: &mut std::collections::HashSet<TableId>,
+    ) -> Result<BronzeConfig> {
+        let key = format!("bronze[{i}]");
+        self.name(&b.name, &key, seen, Layer::Bronze)?;
+        let source = match b.source {
+            RawSource::Files { path, format, csv } => {
+                // Values inside the tagged `source` table carry no span: report the
+                // line of the table's name.
+                let path = Spanned::new(b.name.span(), path);
+                let pattern = self.glob(&path, &format!("{key}.source.path"))?;
+                SourceConfig::Files {
+                    pattern,
+                    format,
+                    csv,
+                }
+            }
+        };
+        Ok(BronzeConfig {
+            name: b.name.into_inner(),
+            source,
+            on_error: b.on_error,
+        })
+    }
+
+    pub(super) fn silver(
+        &self,
+        i: usize,
+        s: raw::RawSilver,
+        seen: &mut std::collections::HashSet<TableId>,
+    ) -> Result<SilverConfig> {
+        let key = format!("silver[{i}]");
+        self.name(&s.name, &key, seen, Layer::Silver)?;
+        let input = match (&s.from, &s.sql) {
+            (Some(from), None) => {
+                let id = TableId::parse(from.get_ref())
+                    .map_err(|m| self.err(from, &format!("{key}.from"), m))?;
+                SilverInput::Table(id)
+            }
+            (None, Some(sql)) => SilverInput::Sql {
+                file: sql.get_ref().clone(),
+                text: self.sql_file(sql, &format!("{key}.sql"))?,
+            },
+            (Some(from), Some(_)) => {
+                return Err(self.err(from, &key, "set either `from` or `sql`, not both"));
+            }
+            (None, None) => {
+                let default = format!("sql/silver/{}.sql", s.name.get_ref());
+                if !self.dir.join(&default).is_file() {
+                    return Err(self.err(
+                        &s.name,
+                        &key,
+                        format!("needs `from = \"bronze.<table>\"`, `sql = \"...\"` or a file `{default}`"),
+                    ));
+                }
+                let text = self.sql_file(&Spanned::new(s.name.span(), default.clone()), &key)?;
+                SilverInput::Sql {
+                    file: default,
+                    text,
+                }
+            }
+        };
+        let model = format!("silver.{}", s.name.get_ref());
+        let (refs, source) = match &input {
+            SilverInput::Table(id) => (vec![id.clone()], "`from`".to_string()),
+            SilverInput::Sql { file, text } => (
+                crate::dag::sql_references(&model, file, text)?,
+                format!("the SQL of `{file}`"),
+            ),
+        };
+        let (stream, upstreams) =
+            self.stream(&key, &model, &s.name, s.stream.as_ref(), refs, &source)?;
+        let mut columns = Vec::new();
+        for (col, ty) in s.columns {
+            let parsed = parse_column_type(ty.get_ref())
+                .map_err(|m| self.err(&ty, &format!("{key}.columns.{col}"), m))?;
+            columns.push((col, parsed));
+        }
+        if s.sequence_by.is_some() && s.keys.is_empty() {
+            return Err(self.err(&s.name, &key, "`sequence_by` needs `keys`"));
+        }
+        let expectations = s
+            .expect
+            .into_iter()
+            .map(|(name, e)| match e {
+                RawExpectation::Rule(rule) => Expectation {
+                    name,
+                    rule,
+                    action: s.on_violation,
+                },
+                RawExpectation::Full(f) => Expectation {
+                    name,
+                    rule: f.rule,
+                    action: f.action,
+                },
+            })
+            .collect();
+        Ok(SilverConfig {
+            name: s.name.into_inner(),
+            input,
+            stream,
+            upstreams,
+            columns,
+            keys: s.keys,
+            sequence_by: s.sequence_by,
+            expectations,
+        })
+    }
+
+    /// The streamed input of an entry and all its upstreams (the stream first): the `stream`
+    /// key, which may be left out when the entry reads one table. `refs` are the tables the
+    /// entry reads, `source` says where they come from (for messages).
+    fn stream(
+        &self,
+        key: &str,
+        model: &str,
+        name: &Spanned<String>,
+        stream: Option<&Spanned<String>>,
+        refs: Vec<TableId>,
+        source: &str,
+    ) -> Result<(TableId, Vec<TableId>)> {
+        let names = || {
+            refs.iter()
+                .map(|r| format!("`{r}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let stream = match stream {
+            Some(st) => {
+                let id = TableId::parse(st.get_ref())
+                    .map_err(|m| self.err(st, &format!("{key}.stream"), m))?;
+                if !refs.contains(&id) {
+                    return Err(self.err(
+                        st,
+                        &format!("{key}.stream"),
+                        format!("`{id}` is not read by {source} (it reads: {})", names()),
+                    ));
+                }
+                id
+            }
+            None => match refs.as_slice() {
+                [one] => one.clone(),
+                [] => {
+                    return Err(self.err(
+                        name,
+                        key,
+                        format!("{model} reads no table, so it has no input to stream"),
+                    ));
+                }
+                _ => {
+                    return Err(self.err(
+                        name,
+                        &format!("{key}.stream"),
+                        format!(
+                            "{model} reads several tables ({}): set `stream` to the one read incrementally; the others are read whole",
+                            names()
+                        ),
+                    ));
+                }
+            },
+        };
+        let mut upstreams = vec![stream.clone()];
+        upstreams.extend(refs.into_iter().filter(|r| *r != stream));
+        Ok((stream, upstreams))
+    }
+
+    /// A gold entry's `incremental` table, validated against its SQL and `partition_by`.
+    fn incremental(
+        &self,
+        key: &str,
+        g: &raw::RawGold,
+        file: &str,
+        sql: &str,
+    ) -> Result<Option<Incremental>> {
+        let model = format!("gold.{}", g.name.get_ref());
+        let Some(inc) = &g.incremental else {
+            if let Some(st) = &g.stream {
+                return Err(self.err(
+                    st,
+                    &format!("{key}.stream"),
+                    "only an `incremental` model has a streamed input",
+                ));
+            }
+            return Ok(None);
+        };
+        let ikey = format!("{key}.incremental");
+        let raw = inc.get_ref();
+        match raw.strategy {
+            Strategy::Merge if raw.unique_key.is_empty() => {
+                return Err(self.err(
+                    inc,
+                    &format!("{ikey}.unique_key"),
+                    "strategy `merge` needs `unique_key`, the columns that identify a row",
+                ));
+            }
+            Strategy::Append | Strategy::Partitions if !raw.unique_key.is_empty() => {
+                return Err(self.err(
+                    inc,
+                    &format!("{ikey}.unique_key"),
+                    format!(
+                        "only strategy `merge` takes `unique_key` (this is `{}`)",
+                        raw.strategy.as_str()
+                    ),
+                ));
+            }
+            Strategy::Partitions if g.partition_by.is_empty() => {
+                return Err(self.err(
+                    inc,
+                    &format!("{ikey}.strategy"),
+                    "strategy `partitions` needs `partition_by`: the partitions it recomputes",
+                ));
+            }
+            _ => {}
+        }
+        let refs = crate::dag::sql_references(&model, file, sql)?;
+        let source = format!("the SQL of `{file}`");
+        let (stream, _) = self.stream(key, &model, &g.name, g.stream.as_ref(), refs, &source)?;
+        Ok(Some(Incremental {
+            strategy: raw.strategy,
+            unique_key: raw.unique_key.clone(),
+            stream,
+        }))
+    }
+
+    /// `[[gold]]` entries plus every `sql/gold/*.sql` not named by one.
+    pub(super) fn gold(
+        &self,
+        raw: Vec<raw::RawGold>,
+        seen: &mut std::collections::HashSet<TableId>,
+    ) -> Result<Vec<GoldConfig>> {
+        let mut gold = Vec::new();
+        for (i, g) in raw.into_iter().enumerate() {
+            let key = format!("gold[{i}]");
+            self.name(&g.name, &key, seen, Layer::Gold)?;
+            let rel = g.sql.clone().unwrap_or_else(|| {
+                Spanned::new(g.name.span(), format!("sql/gold/{}.sql", g.name.get_ref()))
+            });
+            let sql = self.sql_file(&rel, &format!("{key}.sql"))?;
+            let incremental = self.incremental(&key, &g, rel.get_ref(), &sql)?;
+            gold.push(GoldConfig {
+                name: g.name.into_inner(),
+                file: rel.into_inner(),
+                sql,
+                partition_by: g.partition_by,
+                incremental,
+            });
+        }
+        let named: std::collections::HashSet<String> = gold
+            .iter()
+            .map(|g| g.file.trim_start_matches("./").to_string())
+            .collect();
+        let mut discovered = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(self.dir.join("sql/gold")) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.extension().and_then(|e| e.to_str()) != Some("sql") {
+                    continue;
+                }
+                let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+                    continue;
+                };
+                let rel = format!("sql/gold/{stem}.sql");
+                if named.contains(&rel) || seen.contains(&TableId::new(Layer::Gold, stem)) {
+                    continue;
+                }
+                discovered.push((stem.to_string(), rel));
+            }
+        }
+        discovered.sort();
+        for (stem, rel) in discovered {
+            let spanned = Spanned::new(0..0, stem.clone());
+            self.name(&spanned, &rel, seen, Layer::Gold)
+                .map_err(|_| EngineError::Config {
+                    file: rel.clone(),
+                    message: format!("`{stem}` is not a valid gold table name"),
+                })?;
+            let sql =
+                std::fs::read_to_string(self.dir.join(&rel)).map_err(|e| EngineError::Config {
+                    file: rel.clone(),
+                    message: format!("cannot read: {e}"),
+                })?;
+            gold.push(GoldConfig {
+                name: stem,
+                file: rel,
+                sql,
+                partition_by: Vec::new(),
+                incremental: None,
+            });
+        }
+        Ok(gold)
+    }
+}
