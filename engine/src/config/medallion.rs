@@ -157,6 +157,48 @@ pub struct SilverConfig {
     pub sequence_by: Option<String>,
     /// Expectations in declared order.
     pub expectations: Vec<Expectation>,
+    /// `apply_as_deletes`: a SQL predicate over the input's columns; a row where it holds is
+    /// a delete of its key (needs `keys` and `sequence_by`).
+    pub apply_as_deletes: Option<ConfigExpr>,
+    /// How versions of a key are kept (`history`).
+    pub history: History,
+}
+
+/// How a silver table with keys keeps the versions of a key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum History {
+    /// Only the latest version of each key, updated in place (default).
+    #[default]
+    Scd1,
+    /// Every version of a key, with `_valid_from`, `_valid_to` (NULL while current) and
+    /// `_is_current`; ordered by `sequence_by`.
+    Scd2,
+}
+
+/// The columns an SCD2 silver table adds to its declared ones.
+pub const SCD2_COLUMNS: [&str; 3] = ["_valid_from", "_valid_to", "_is_current"];
+
+/// A SQL expression from the project file, with where it was written, so that a problem
+/// found only when it is planned still names the file, key and line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigExpr {
+    /// The SQL text.
+    pub sql: String,
+    /// The project file.
+    pub file: String,
+    /// `line N: `key`` of the entry.
+    pub at: String,
+}
+
+impl ConfigExpr {
+    /// A configuration error about this expression.
+    pub fn error(&self, message: impl std::fmt::Display) -> EngineError {
+        EngineError::Config {
+            file: self.file.clone(),
+            message: format!("{}: {message}", self.at),
+        }
+    }
 }
 
 /// How an incremental gold model applies the rows computed from its stream's changes.
@@ -206,6 +248,8 @@ pub struct GoldConfig {
     pub partition_by: Vec<String>,
     /// Incremental materialization; `None`: a full rebuild whenever an upstream changed.
     pub incremental: Option<Incremental>,
+    /// Checks on the new version before it is published.
+    pub audits: Vec<super::Audit>,
 }
 
 impl Validator<'_> {
@@ -293,6 +337,44 @@ impl Validator<'_> {
         if s.sequence_by.is_some() && s.keys.is_empty() {
             return Err(self.err(&s.name, &key, "`sequence_by` needs `keys`"));
         }
+        let history = s.history.as_ref().map_or(History::Scd1, |h| *h.get_ref());
+        let needs_order = |span: std::ops::Range<usize>, what: &str, k: &str| -> Result<()> {
+            if s.keys.is_empty() || s.sequence_by.is_none() {
+                return Err(self.err(
+                    &Spanned::new(span, ()),
+                    &format!("{key}.{k}"),
+                    format!("{what} needs `keys` and `sequence_by` (the column that orders the events of a key)"),
+                ));
+            }
+            Ok(())
+        };
+        if let Some(h) = s.history.as_ref().filter(|h| *h.get_ref() == History::Scd2) {
+            needs_order(h.span(), "`history = \"scd2\"`", "history")?;
+            if let Some(c) = columns
+                .iter()
+                .map(|(c, _)| c.as_str())
+                .find(|c| SCD2_COLUMNS.contains(c))
+            {
+                return Err(self.err(
+                    h,
+                    &format!("{key}.columns"),
+                    format!("`{c}` is a column `history = \"scd2\"` adds itself"),
+                ));
+            }
+        }
+        let apply_as_deletes = match &s.apply_as_deletes {
+            Some(p) => {
+                needs_order(p.span(), "`apply_as_deletes`", "apply_as_deletes")?;
+                let k = format!("{key}.apply_as_deletes");
+                check_predicate(p.get_ref()).map_err(|m| self.err(p, &k, m))?;
+                Some(ConfigExpr {
+                    sql: p.get_ref().clone(),
+                    file: self.file.to_string(),
+                    at: format!("line {}: `{k}`", self.line_of(p)),
+                })
+            }
+            None => None,
+        };
         let expectations = s
             .expect
             .into_iter()
@@ -318,6 +400,8 @@ impl Validator<'_> {
             keys: s.keys,
             sequence_by: s.sequence_by,
             expectations,
+            apply_as_deletes,
+            history,
         })
     }
 
@@ -384,7 +468,7 @@ impl Validator<'_> {
         key: &str,
         g: &raw::RawGold,
         file: &str,
-        sql: &str,
+        refs: &[TableId],
     ) -> Result<Option<Incremental>> {
         let model = format!("gold.{}", g.name.get_ref());
         let Some(inc) = &g.incremental else {
@@ -426,9 +510,15 @@ impl Validator<'_> {
             }
             _ => {}
         }
-        let refs = crate::dag::sql_references(&model, file, sql)?;
         let source = format!("the SQL of `{file}`");
-        let (stream, _) = self.stream(key, &model, &g.name, g.stream.as_ref(), refs, &source)?;
+        let (stream, _) = self.stream(
+            key,
+            &model,
+            &g.name,
+            g.stream.as_ref(),
+            refs.to_vec(),
+            &source,
+        )?;
         Ok(Some(Incremental {
             strategy: raw.strategy,
             unique_key: raw.unique_key.clone(),
@@ -450,13 +540,17 @@ impl Validator<'_> {
                 Spanned::new(g.name.span(), format!("sql/gold/{}.sql", g.name.get_ref()))
             });
             let sql = self.sql_file(&rel, &format!("{key}.sql"))?;
-            let incremental = self.incremental(&key, &g, rel.get_ref(), &sql)?;
+            let model = format!("gold.{}", g.name.get_ref());
+            let refs = crate::dag::sql_references(&model, rel.get_ref(), &sql)?;
+            let incremental = self.incremental(&key, &g, rel.get_ref(), &refs)?;
+            let audits = self.audits(&key, &g, &refs)?;
             gold.push(GoldConfig {
                 name: g.name.into_inner(),
                 file: rel.into_inner(),
                 sql,
                 partition_by: g.partition_by,
                 incremental,
+                audits,
             });
         }
         let named: std::collections::HashSet<String> = gold
@@ -499,8 +593,58 @@ impl Validator<'_> {
                 sql,
                 partition_by: Vec::new(),
                 incremental: None,
+                audits: Vec::new(),
             });
         }
         Ok(gold)
+    }
+}
+
+/// Checks that `sql` parses as a row predicate: a SQL expression that can be boolean (a
+/// comparison, `AND`/`OR`/`NOT`, `IS NULL`, `IN`, `LIKE`, a column, a function...), not an
+/// arithmetic or literal value and not a subquery. Its type is checked again when planned.
+pub(crate) fn check_predicate(sql: &str) -> std::result::Result<(), String> {
+    use datafusion::sql::sqlparser::ast::{BinaryOperator as B, Expr as E, UnaryOperator, Value};
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+    let expr = Parser::new(&GenericDialect {})
+        .try_with_sql(sql)
+        .and_then(|mut p| {
+            let e = p.parse_expr()?;
+            p.expect_token(&datafusion::sql::sqlparser::tokenizer::Token::EOF)?;
+            Ok(e)
+        })
+        .map_err(|e| format!("`{sql}` is not a SQL expression: {e}"))?;
+    let reads_tables = datafusion::sql::sqlparser::ast::visit_expressions(&expr, |e| {
+        if matches!(e, E::Subquery(_) | E::Exists { .. } | E::InSubquery { .. }) {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
+    });
+    if reads_tables.is_break() {
+        return Err(format!(
+            "`{sql}`: a row predicate cannot read other tables (no subqueries)"
+        ));
+    }
+    let not_boolean = |what: &str| Err(format!("`{sql}` is {what}, not a boolean expression"));
+    let mut e = &expr;
+    while let E::Nested(inner) = e {
+        e = inner;
+    }
+    match e {
+        E::BinaryOp { op, .. } => match op {
+            B::Plus | B::Minus | B::Multiply | B::Divide | B::Modulo | B::StringConcat => {
+                not_boolean("arithmetic")
+            }
+            B::BitwiseAnd | B::BitwiseOr | B::BitwiseXor => not_boolean("a bitwise operation"),
+            _ => Ok(()),
+        },
+        E::UnaryOp { op, .. } if *op != UnaryOperator::Not => not_boolean("arithmetic"),
+        E::Value(v) => match &v.value {
+            Value::Boolean(_) | Value::Null => Ok(()),
+            _ => not_boolean("a literal value"),
+        },
+        _ => Ok(()),
     }
 }

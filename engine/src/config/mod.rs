@@ -3,6 +3,7 @@
 //! Unknown keys, wrong types, missing SQL files and bad globs are errors that name the
 //! key, the file and the line.
 
+mod audit;
 mod medallion;
 mod raw;
 mod types;
@@ -12,9 +13,10 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+pub use audit::{Audit, Check};
 pub use medallion::{
-    Action, BronzeConfig, CsvOptions, Expectation, FileFormat, GoldConfig, Incremental, OnError,
-    SilverConfig, SilverInput, SourceConfig, Strategy,
+    Action, BronzeConfig, ConfigExpr, CsvOptions, Expectation, FileFormat, GoldConfig, History,
+    Incremental, OnError, SCD2_COLUMNS, SilverConfig, SilverInput, SourceConfig, Strategy,
 };
 pub use types::{ColumnType, parse_column_type};
 

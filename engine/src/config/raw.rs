@@ -122,6 +122,8 @@ pub(crate) struct RawSilver {
     pub(crate) expect: IndexMap<String, RawExpectation>,
     #[serde(default)]
     pub(crate) on_violation: super::Action,
+    pub(crate) apply_as_deletes: Option<Spanned<String>>,
+    pub(crate) history: Option<Spanned<super::History>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -147,6 +149,31 @@ pub(crate) struct RawGold {
     pub(crate) partition_by: Vec<String>,
     pub(crate) stream: Option<Spanned<String>>,
     pub(crate) incremental: Option<Spanned<RawIncremental>>,
+    // Audits, checked on the new version before it is published.
+    #[serde(default)]
+    pub(crate) expect: IndexMap<String, Spanned<RawExpectation>>,
+    pub(crate) on_violation: Option<Spanned<super::Action>>,
+    pub(crate) unique: Option<Spanned<Vec<toml::Value>>>,
+    pub(crate) not_null: Option<Spanned<Vec<String>>>,
+    pub(crate) accepted_values: Option<Spanned<IndexMap<String, Vec<toml::Value>>>>,
+    pub(crate) relationships: Option<Spanned<IndexMap<String, String>>>,
+    pub(crate) row_count: Option<Spanned<RawRowCount>>,
+    pub(crate) freshness: Option<Spanned<toml::Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRowCount {
+    pub(crate) min: Option<u64>,
+    pub(crate) max: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFreshness {
+    pub(crate) table: String,
+    pub(crate) max_age: String,
+    pub(crate) column: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -361,3 +361,185 @@ incremental = { strategy = "partitions" }
         assert!(err.contains(expected), "{toml}\n{err}");
     }
 }
+
+#[test]
+fn change_data_keys_are_validated() {
+    let dir = project_dir();
+    let base = "[[silver]]\nname = \"orders\"\nfrom = \"bronze.orders\"\n";
+    let p = load(
+        dir.path(),
+        &format!(
+            "{base}keys = [\"id\"]\nsequence_by = \"seq\"\napply_as_deletes = \"op = 'D'\"\nhistory = \"scd2\"\n"
+        ),
+    )
+    .unwrap();
+    let s = &p.silver[0];
+    assert_eq!(s.history, History::Scd2);
+    let d = s.apply_as_deletes.as_ref().unwrap();
+    assert_eq!(d.sql, "op = 'D'");
+    assert_eq!(d.at, "line 6: `silver[0].apply_as_deletes`");
+    assert_eq!(
+        load(dir.path(), base).unwrap().silver[0].history,
+        History::Scd1
+    );
+
+    let cases = [
+        (
+            "apply_as_deletes = \"op = 'D'\"\n",
+            "line 4: `silver[0].apply_as_deletes`: `apply_as_deletes` needs `keys` and `sequence_by`",
+        ),
+        (
+            "keys = [\"id\"]\nhistory = \"scd2\"\n",
+            "line 5: `silver[0].history`: `history = \"scd2\"` needs `keys` and `sequence_by`",
+        ),
+        ("history = \"scd3\"\n", "unknown variant `scd3`"),
+        (
+            "keys = [\"id\"]\nsequence_by = \"seq\"\napply_as_deletes = \"amount + 1\"\n",
+            "line 6: `silver[0].apply_as_deletes`: `amount + 1` is arithmetic, not a boolean expression",
+        ),
+        (
+            "keys = [\"id\"]\nsequence_by = \"seq\"\napply_as_deletes = \"'D'\"\n",
+            "`'D'` is a literal value, not a boolean expression",
+        ),
+        (
+            "keys = [\"id\"]\nsequence_by = \"seq\"\napply_as_deletes = \"op = \"\n",
+            "`op = ` is not a SQL expression",
+        ),
+        (
+            "keys = [\"id\"]\nsequence_by = \"seq\"\napply_as_deletes = \"op = 'D' OR id IN (SELECT id FROM bronze.x)\"\n",
+            "a row predicate cannot read other tables",
+        ),
+        (
+            "keys = [\"id\"]\nsequence_by = \"seq\"\nhistory = \"scd2\"\ncolumns = { id = \"bigint\", _valid_to = \"timestamp\" }\n",
+            "`silver[0].columns`: `_valid_to` is a column `history = \"scd2\"` adds itself",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let toml = format!("{base}{extra}");
+        let err = load(dir.path(), &toml).unwrap_err().to_string();
+        assert!(err.contains(expected), "{toml}\n{err}");
+    }
+}
+
+#[test]
+fn gold_audits_are_validated() {
+    let dir = project_dir();
+    std::fs::write(
+        dir.path().join("sql/gold/facts.sql"),
+        "SELECT o.id, o.status, o.customer_id FROM silver.orders o",
+    )
+    .unwrap();
+    let p = load(
+        dir.path(),
+        r#"
+[[gold]]
+name = "facts"
+expect = { positive = "id > 0", soft = { rule = "status <> 'x'", action = "warn" } }
+unique = ["id", ["status", "customer_id"]]
+not_null = ["id", "status"]
+accepted_values = { status = ["new", "shipped"], id = [1, 2, 3] }
+relationships = { customer_id = "silver.customers.customer_id" }
+row_count = { min = 1 }
+freshness = { table = "silver.orders", max_age = "24h", column = "updated_at" }
+"#,
+    )
+    .unwrap();
+    let g = &p.gold[0];
+    let names: Vec<&str> = g.audits.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "positive",
+            "soft",
+            "unique(id)",
+            "unique(status,customer_id)",
+            "not_null(id)",
+            "not_null(status)",
+            "accepted_values(status)",
+            "accepted_values(id)",
+            "relationships(customer_id)",
+            "row_count",
+            "freshness(silver.orders)",
+        ]
+    );
+    assert_eq!(g.audits[0].action, Action::Fail, "audits fail by default");
+    assert_eq!(g.audits[1].action, Action::Warn);
+    assert_eq!(
+        g.audits[6].check,
+        Check::AcceptedValues {
+            column: "status".into(),
+            values: vec!["'new'".into(), "'shipped'".into()],
+        }
+    );
+    assert_eq!(
+        g.audit_tables(),
+        vec![TableId::parse("silver.customers").unwrap()]
+    );
+    assert_eq!(
+        g.audits[10].check,
+        Check::Freshness {
+            table: TableId::parse("silver.orders").unwrap(),
+            column: Some("updated_at".into()),
+            max_age: Duration::from_secs(24 * 3600),
+        }
+    );
+    let warn = load(
+        dir.path(),
+        "[[gold]]\nname = \"facts\"\non_violation = \"warn\"\nnot_null = [\"id\"]\n",
+    )
+    .unwrap();
+    assert_eq!(warn.gold[0].audits[0].action, Action::Warn);
+
+    let head = "[[gold]]\nname = \"facts\"\n";
+    let cases = [
+        (
+            "on_violation = \"quarantine\"\n",
+            "line 3: `gold[0].on_violation`: a gold audit is `warn` (publish and record) or `fail` (keep the previous version), not `quarantine`",
+        ),
+        (
+            "expect = { bad = { rule = \"id > 0\", action = \"drop\" } }\n",
+            "`gold[0].expect.bad`: a gold audit is `warn`",
+        ),
+        (
+            "expect = { sum = \"id + 1\" }\n",
+            "`gold[0].expect.sum`: `id + 1` is arithmetic, not a boolean expression",
+        ),
+        (
+            "unique = [1]\n",
+            "line 3: `gold[0].unique`: each entry is a column name or a list of column names",
+        ),
+        (
+            "accepted_values = { status = [] }\n",
+            "`gold[0].accepted_values.status`: lists no value",
+        ),
+        (
+            "relationships = { customer_id = \"customers.id\" }\n",
+            "`gold[0].relationships.customer_id`: `customers.id` is not `layer.table.column`",
+        ),
+        (
+            "row_count = { min = 5, max = 1 }\n",
+            "`gold[0].row_count`: `min` (5) is above `max` (1)",
+        ),
+        (
+            "row_count = {}\n",
+            "`gold[0].row_count`: set `min`, `max` or both",
+        ),
+        (
+            "freshness = { table = \"silver.products\", max_age = \"1h\" }\n",
+            "`gold[0].freshness`: `silver.products` is not an input of the model (it reads: `silver.orders`)",
+        ),
+        (
+            "freshness = { table = \"silver.orders\", max_age = \"soon\" }\n",
+            "`gold[0].freshness.max_age`",
+        ),
+        (
+            "freshness = { table = \"silver.orders\" }\n",
+            "`gold[0].freshness`: expected `{ table = \"silver.x\", max_age = \"24h\", column = \"...\" }`",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let toml = format!("{head}{extra}");
+        let err = load(dir.path(), &toml).unwrap_err().to_string();
+        assert!(err.contains(expected), "{toml}\n{err}");
+    }
+}

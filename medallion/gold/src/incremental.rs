@@ -81,22 +81,10 @@ pub(crate) async fn apply(
                     });
                 }
             }
-            let columns: Vec<String> = frame
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .collect();
-            delta::merge_by_keys(
-                &step.table,
-                target,
-                frame,
-                &inc.unique_key,
-                &columns,
-                None,
-                info,
-            )
-            .await?
+            let (table, counts) = delta::Merge::new(&step.table, target, frame, &inc.unique_key)
+                .commit(info)
+                .await?;
+            (table, counts.changed())
         }
         _ => {
             let table = delta::write_frame(

@@ -7,10 +7,13 @@
 //! `silver.<name>__quarantine`, keeps the latest row per key by `sequence_by`, and MERGEs
 //! into silver by keys.
 
+mod dedup;
 pub mod error;
 mod merge;
 pub mod refine;
+mod scd2;
 mod stage;
+mod tombstones;
 
 use std::sync::Arc;
 

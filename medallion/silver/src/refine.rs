@@ -4,7 +4,7 @@
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Int64Type};
-use assay_engine::config::{Action, SilverConfig, SilverInput};
+use assay_engine::config::{Action, History, SilverConfig, SilverInput};
 use assay_engine::delta::{self, CommitInfo, WriteMode};
 use assay_engine::step::{ExpectationOutcome, Step, StepContext, StepError, StepReport};
 use assay_engine::stream::{self, Inputs, Prepared};
@@ -18,7 +18,7 @@ use datafusion::prelude::SessionContext;
 use std::ops::Not;
 
 use crate::error::{Result, SilverError};
-use crate::stage::{any_failed, failed_rules, quote, stage};
+use crate::stage::{DELETE, any_failed, failed_rules, stage};
 
 /// Refines one silver table.
 #[derive(Debug)]
@@ -59,15 +59,70 @@ impl Step for SilverStep {
     }
 }
 
+/// What a silver writer needs: the table, its config, the run and the inputs' session.
+pub(crate) struct Target<'a> {
+    /// The step's context.
+    pub(crate) ctx: &'a StepContext,
+    /// The silver table.
+    pub(crate) id: &'a TableId,
+    /// Its config.
+    pub(crate) config: &'a SilverConfig,
+    /// Its output columns, in order.
+    pub(crate) columns: &'a [String],
+    /// The session the inputs are registered in.
+    pub(crate) session: &'a SessionContext,
+    /// The commit's cursors and metadata.
+    pub(crate) info: &'a CommitInfo,
+    /// The table as it is, when it exists.
+    pub(crate) table: Option<deltalake::DeltaTable>,
+    /// True when the whole stream is read: the table is (re)built from scratch.
+    pub(crate) replay: bool,
+}
+
+impl Target<'_> {
+    /// Wraps a DataFusion error with the table.
+    pub(crate) fn q(&self) -> impl Fn(datafusion::error::DataFusionError) -> SilverError + use<> {
+        let table = self.id.to_string();
+        move |e| SilverError::Query {
+            table: table.clone(),
+            source: Box::new(e),
+        }
+    }
+}
+
+/// True when `table` already holds a commit with exactly these cursors: a run that crashed
+/// after writing it is being redone.
+pub(crate) async fn recorded(
+    id: &TableId,
+    table: &deltalake::DeltaTable,
+    info: &CommitInfo,
+) -> Result<bool> {
+    let mut done = true;
+    for (app, v) in &info.transactions {
+        done &= delta::txn_version(id, table, app).await? == Some(*v);
+    }
+    Ok(done)
+}
+
 struct Stats {
     rows: u64,
-    typed: u64,
+    /// Rows held to the expectations: typed, and not delete events.
+    checked: u64,
     failed: Vec<u64>,
     quarantined: u64,
     dropped: u64,
 }
 
 impl SilverStep {
+    /// The columns a good row keeps: the output ones, plus the delete flag.
+    fn kept_columns(&self, staged: &crate::stage::Staged) -> Vec<Expr> {
+        let mut columns: Vec<Expr> = staged.output_columns.iter().map(ident).collect();
+        if self.config.apply_as_deletes.is_some() {
+            columns.push(ident(DELETE));
+        }
+        columns
+    }
+
     fn q(&self) -> impl Fn(datafusion::error::DataFusionError) -> SilverError + '_ {
         move |e| SilverError::Query {
             table: self.table.to_string(),
@@ -136,7 +191,7 @@ impl SilverStep {
                 table: table_name.clone(),
                 rule: e.name.clone(),
                 action: e.action,
-                passed: stats.typed - failed,
+                passed: stats.checked.saturating_sub(failed),
                 failed,
             })
             .collect();
@@ -160,7 +215,6 @@ impl SilverStep {
             .or(ok.clone().and(any_failed(&self.config, Action::Quarantine)));
         self.write_quarantine(ctx, &staged, quarantine.clone(), stats.quarantined, &info)
             .await?;
-        ctx.faults.before_commit(&self.table)?;
 
         let good = staged
             .frame
@@ -171,41 +225,42 @@ impl SilverStep {
                     .and(any_failed(&self.config, Action::Drop).not()),
             )
             .map_err(self.q())?
-            .select(staged.output_columns.iter().map(ident).collect::<Vec<_>>())
+            .select(self.kept_columns(&staged))
             .map_err(self.q())?;
-        let deduped = self.dedup(session, good).await?;
         let mut report = StepReport {
             rows_in: stats.rows,
             rows_rejected: stats.quarantined + stats.dropped,
             expectations: outcomes,
             ..StepReport::default()
         };
-        let (version, written) = match target {
-            Some(t) if !self.config.keys.is_empty() && !ctx.full_refresh => {
-                crate::merge::merge(
-                    &self.table,
-                    &self.config,
-                    &staged.output_columns,
-                    t,
-                    deduped,
-                    &info,
-                )
-                .await?
-            }
-            _ => {
-                // First write, no keys (append-only) or a full refresh (replace every row
-                // in one commit): no MERGE needed.
-                let mode = if ctx.full_refresh {
-                    WriteMode::Overwrite
-                } else {
-                    WriteMode::Append
-                };
-                let table =
-                    delta::write_frame(&ctx.lake, &self.table, deduped, mode, &[], &info).await?;
-                (
-                    delta::version(&table),
-                    delta::last_commit_added_rows(&table).await,
-                )
+        let replay = ctx.full_refresh || target.is_none();
+        let w = Target {
+            ctx,
+            id: &self.table,
+            config: &self.config,
+            columns: &staged.output_columns,
+            session,
+            info: &info,
+            table: target,
+            replay,
+        };
+        let (version, written) = if self.config.keys.is_empty() {
+            ctx.faults.before_commit(&self.table)?;
+            // Append-only; a full refresh replaces every row in one commit.
+            let mode = if ctx.full_refresh {
+                WriteMode::Overwrite
+            } else {
+                WriteMode::Append
+            };
+            let table = delta::write_frame(&ctx.lake, &self.table, good, mode, &[], &info).await?;
+            (
+                delta::version(&table),
+                delta::last_commit_added_rows(&table).await,
+            )
+        } else {
+            match self.config.history {
+                History::Scd1 => crate::merge::upsert(w, good).await?,
+                History::Scd2 => crate::scd2::apply(w, good).await?,
             }
         };
         report.version = Some(version);
@@ -232,7 +287,11 @@ impl SilverStep {
             .and(any_failed(&self.config, Action::Drop));
         let mut aggs = vec![
             cast(count(lit(1i64)), DataType::Int64).alias("rows"),
-            one(ok.clone())?.alias("typed"),
+            one(match self.config.apply_as_deletes {
+                Some(_) => ok.clone().and(ident(DELETE).not()),
+                None => ok.clone(),
+            })?
+            .alias("checked"),
             one(quarantine)?.alias("quarantined"),
             one(dropped)?.alias("dropped"),
         ];
@@ -257,17 +316,17 @@ impl SilverStep {
         let Some(b) = batches.first() else {
             return Ok(Stats {
                 rows: 0,
-                typed: 0,
+                checked: 0,
                 failed: vec![0; self.config.expectations.len()],
                 quarantined: 0,
                 dropped: 0,
             });
         };
         let rows = value(b, 0);
-        let typed = value(b, 1);
+        let checked = value(b, 1);
         Ok(Stats {
             rows,
-            typed,
+            checked,
             quarantined: value(b, 2),
             dropped: value(b, 3),
             failed: (0..self.config.expectations.len())
@@ -292,14 +351,10 @@ impl SilverStep {
         }
         // The same cursors guard the quarantine: a rerun after a crash between the two
         // commits does not quarantine the same rows twice.
-        if let Some(existing) = existing.filter(|_| !ctx.full_refresh) {
-            let mut done = true;
-            for (app, v) in &info.transactions {
-                done &= delta::txn_version(&qid, &existing, app).await? == Some(*v);
-            }
-            if done {
-                return Ok(());
-            }
+        if let Some(existing) = existing.filter(|_| !ctx.full_refresh)
+            && recorded(&qid, &existing, info).await?
+        {
+            return Ok(());
         }
         let mut columns: Vec<Expr> = staged
             .input_columns
@@ -337,29 +392,5 @@ impl SilverStep {
         };
         delta::write_frame(&ctx.lake, &qid, frame, mode, &[], info).await?;
         Ok(())
-    }
-
-    /// Keeps the latest row per key (by `sequence_by`, descending, NULLs last).
-    async fn dedup(
-        &self,
-        session: &SessionContext,
-        good: datafusion::dataframe::DataFrame,
-    ) -> Result<datafusion::dataframe::DataFrame> {
-        if self.config.keys.is_empty() {
-            return Ok(good);
-        }
-        session
-            .register_table("__good", good.into_view())
-            .map_err(self.q())?;
-        let keys: Vec<String> = self.config.keys.iter().map(|k| quote(k)).collect();
-        let order = match &self.config.sequence_by {
-            Some(s) => format!("ORDER BY {} DESC NULLS LAST", quote(s)),
-            None => String::new(),
-        };
-        let sql = format!(
-            "SELECT * EXCLUDE (__rn) FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {} {order}) AS __rn FROM __good) WHERE __rn = 1",
-            keys.join(", ")
-        );
-        session.sql(&sql).await.map_err(self.q())
     }
 }

@@ -2,14 +2,19 @@
 //!
 //! The staged frame has, per input column `i`, the raw value as `__raw_i`; the typed output
 //! columns under their own names; `__cast_error` (why the row cannot be typed, or NULL);
-//! and `__fail_i` per expectation (true when the rule is not true for the row).
+//! `__fail_i` per expectation (true when the rule is not true for the row); and, with
+//! `apply_as_deletes`, `__delete` (true for a delete event).
+//!
+//! A delete event only needs its key and sequence: its other columns are neither cast-checked
+//! nor held to expectations.
 
 use arrow::datatypes::DataType;
-use assay_engine::config::{Action, SilverConfig};
+use assay_engine::config::{Action, ConfigExpr, History, SilverConfig};
 use datafusion::common::ScalarValue;
 use datafusion::dataframe::DataFrame;
 use datafusion::functions::expr_fn::{coalesce, concat, concat_ws, nullif};
-use datafusion::logical_expr::{Expr, cast, ident, lit, not, try_cast, when};
+use datafusion::logical_expr::{Expr, ExprSchemable, cast, ident, lit, not, try_cast, when};
+use std::ops::Not;
 
 use crate::error::{Result, SilverError};
 
@@ -22,7 +27,8 @@ pub(crate) struct Staged {
     pub(crate) output_columns: Vec<String>,
 }
 
-pub(crate) use assay_engine::delta::quote_ident as quote;
+/// The column flagging delete events (`apply_as_deletes`).
+pub(crate) const DELETE: &str = "__delete";
 
 /// Builds the staged frame.
 ///
@@ -74,14 +80,25 @@ pub(crate) fn stage(table: &str, config: &SilverConfig, input: DataFrame) -> Res
         .enumerate()
         .map(|(i, c)| ident(c).alias(format!("__raw_{i}")))
         .collect();
+    let is_delete = match &config.apply_as_deletes {
+        Some(p) => Some(delete_predicate(&input, p)?),
+        None => None,
+    };
+    // Keys and the sequence must be valid on every event; other columns only on upserts.
+    let ordered = is_delete.is_some() || config.history == History::Scd2;
+    let identity = |c: &String| config.keys.contains(c) || config.sequence_by.as_ref() == Some(c);
     let mut errors: Vec<Expr> = Vec::new();
     for (c, ty) in &outputs {
         let typed = match ty {
             Some((dt, name)) => {
                 let typed = try_cast(ident(c), dt.clone());
+                let mut bad = ident(c).is_not_null().and(typed.clone().is_null());
+                if let (Some(d), false) = (&is_delete, identity(c)) {
+                    bad = bad.and(d.clone().not());
+                }
                 errors.push(
                     when(
-                        ident(c).is_not_null().and(typed.clone().is_null()),
+                        bad,
                         concat(vec![
                             lit(format!("{c}: cannot cast '")),
                             cast(ident(c), DataType::Utf8),
@@ -101,8 +118,20 @@ pub(crate) fn stage(table: &str, config: &SilverConfig, input: DataFrame) -> Res
                     .end()
                     .map_err(q)?,
             );
+        } else if ordered && config.sequence_by.as_ref() == Some(c) {
+            errors.push(
+                when(
+                    typed.clone().is_null(),
+                    lit(format!("sequence_by `{c}` is NULL")),
+                )
+                .end()
+                .map_err(q)?,
+            );
         }
         projection.push(typed.alias(c));
+    }
+    if let Some(d) = &is_delete {
+        projection.push(d.clone().alias(DELETE));
     }
     let cast_error = if errors.is_empty() {
         lit(ScalarValue::Utf8(None))
@@ -120,7 +149,10 @@ pub(crate) fn stage(table: &str, config: &SilverConfig, input: DataFrame) -> Res
         let expr = frame
             .parse_sql_expr(&e.rule)
             .map_err(|err| bad(err.to_string()))?;
-        let failed = not(coalesce(vec![expr, lit(false)]));
+        let mut failed = not(coalesce(vec![expr, lit(false)]));
+        if is_delete.is_some() {
+            failed = failed.and(ident(DELETE).not());
+        }
         frame = frame
             .with_column(&format!("__fail_{i}"), failed)
             .map_err(|err| bad(err.to_string()))?;
@@ -163,4 +195,27 @@ pub(crate) fn failed_rules(config: &SilverConfig) -> Result<Expr> {
     } else {
         nullif(concat_ws(lit(","), parts), lit(""))
     })
+}
+
+/// `apply_as_deletes` planned over the input: a boolean, NULL counted as false.
+fn delete_predicate(input: &DataFrame, p: &ConfigExpr) -> Result<Expr> {
+    let expr = input
+        .parse_sql_expr(&p.sql)
+        .map_err(|e| p.error(format!("`{}`: {e}", p.sql)))?;
+    let ty = expr
+        .get_type(input.schema())
+        .map_err(|e| p.error(format!("`{}`: {e}", p.sql)))?;
+    if ty != DataType::Boolean && ty != DataType::Null {
+        let ty = match ty {
+            DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => "string".to_string(),
+            other => other.to_string(),
+        };
+        return Err(p
+            .error(format!(
+                "`{}` is of type {ty}, not a boolean expression",
+                p.sql
+            ))
+            .into());
+    }
+    Ok(coalesce(vec![expr, lit(false)]))
 }

@@ -17,6 +17,10 @@ use crate::error::{EngineError, Result};
 use crate::storage::Lake;
 use crate::table::TableId;
 
+mod merge;
+
+pub use merge::{Merge, MergeCounts};
+
 /// What a commit records besides its data: cursors (Delta `txn` actions) and free-form facts.
 #[derive(Debug, Default, Clone)]
 pub struct CommitInfo {
@@ -429,65 +433,6 @@ pub async fn last_commit_added_rows(table: &DeltaTable) -> u64 {
 /// Quotes an identifier for SQL text (`"a ""b"""`).
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// MERGE `source` into `target` by `keys`: rows with a new key are inserted, rows whose
-/// key exists and whose other `columns` differ are updated (only where `update_when` also
-/// holds, a SQL predicate over `t.` target and `s.` source columns), unchanged rows are left
-/// alone; one commit. Returns the table and the rows inserted or updated.
-///
-/// # Errors
-/// The merge failed (a conflict after delta-rs' retries, storage, a bad predicate).
-pub async fn merge_by_keys(
-    id: &TableId,
-    target: DeltaTable,
-    source: DataFrame,
-    keys: &[String],
-    columns: &[String],
-    update_when: Option<String>,
-    info: &CommitInfo,
-) -> Result<(DeltaTable, u64)> {
-    let err = |e: DeltaTableError| EngineError::delta(id, e);
-    let on = keys
-        .iter()
-        .map(|k| format!("t.{q} = s.{q}", q = quote_ident(k)))
-        .collect::<Vec<_>>()
-        .join(" AND ");
-    let mut builder = target
-        .merge(source, on)
-        .with_source_alias("s")
-        .with_target_alias("t")
-        .with_commit_properties(info.properties());
-    let updated: Vec<&String> = columns.iter().filter(|c| !keys.contains(c)).collect();
-    if !updated.is_empty() {
-        let changed = updated
-            .iter()
-            .map(|c| format!("(t.{q} IS DISTINCT FROM s.{q})", q = quote_ident(c)))
-            .collect::<Vec<_>>()
-            .join(" OR ");
-        let predicate = match update_when {
-            Some(p) => format!("({changed}) AND ({p})"),
-            None => changed,
-        };
-        builder = builder
-            .when_matched_update(|u| {
-                let u = u.predicate(predicate);
-                updated.iter().fold(u, |u, c| {
-                    u.update(quote_ident(c), format!("s.{}", quote_ident(c)))
-                })
-            })
-            .map_err(err)?;
-    }
-    builder = builder
-        .when_not_matched_insert(|i| {
-            columns.iter().fold(i, |i, c| {
-                i.set(quote_ident(c), format!("s.{}", quote_ident(c)))
-            })
-        })
-        .map_err(err)?;
-    let (table, metrics) = builder.await.map_err(err)?;
-    let written = (metrics.num_target_rows_inserted + metrics.num_target_rows_updated) as u64;
-    Ok((table, written))
 }
 
 /// How `schema` (a query's output) differs from the table's columns, by name and Delta
