@@ -28,6 +28,7 @@ macro_rules! on_every_backend {
     };
 }
 
+mod audits;
 mod changes;
 mod cloud;
 mod errors;

@@ -7,9 +7,9 @@ use arrow::datatypes::Schema as ArrowSchema;
 use datafusion::dataframe::DataFrame;
 use datafusion::prelude::SessionContext;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TableReference};
-use deltalake::kernel::{Action, Add, MetadataExt, StructType, Transaction, new_metadata};
-use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::{Action, StructType, Transaction};
+use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 use serde_json::Value;
 
@@ -17,8 +17,10 @@ use crate::error::{EngineError, Result};
 use crate::storage::Lake;
 use crate::table::TableId;
 
+mod files;
 mod merge;
 
+pub use files::{FileWriter, NewFiles, Staged, commit_files};
 pub use merge::{Merge, MergeCounts};
 
 /// What a commit records besides its data: cursors (Delta `txn` actions) and free-form facts.
@@ -60,96 +62,7 @@ impl CommitInfo {
     }
 }
 
-/// Commits data files written by a streaming writer in one commit: appended, or replacing
-/// every live file of the table (`Overwrite`: readers see the old rows until this commit,
-/// then only the new ones, under `schema`). Creates the table in the same commit when it
-/// does not exist.
-///
-/// # Errors
-/// Conflicts that survive delta-rs' retries, storage errors, or an incompatible schema.
-pub async fn commit_files(
-    lake: &Lake,
-    id: &TableId,
-    existing: Option<&DeltaTable>,
-    schema: &ArrowSchema,
-    adds: Vec<Add>,
-    info: &CommitInfo,
-    mode: WriteMode,
-) -> Result<i64> {
-    let err = |e: DeltaTableError| EngineError::delta(id, e);
-    let kernel_schema: StructType = schema
-        .try_into_kernel()
-        .map_err(|e: arrow::error::ArrowError| err(e.into()))?;
-    let mut actions: Vec<Action> = Vec::with_capacity(adds.len() + 2);
-    let snapshot = match existing {
-        Some(table) => {
-            let snap = table.snapshot().map_err(err)?;
-            let current: ArrowSchema = snap.schema().as_ref().try_into_kernel_arrow(id)?;
-            let changed = match mode {
-                WriteMode::Append => current.fields().len() != schema.fields().len(),
-                WriteMode::Overwrite => current.fields() != schema.fields(),
-            };
-            if changed {
-                let metadata = snap
-                    .metadata()
-                    .clone()
-                    .with_schema(&kernel_schema)
-                    .map_err(|e| err(e.into()))?;
-                actions.push(Action::Metadata(metadata));
-            }
-            if mode == WriteMode::Overwrite {
-                actions.extend(
-                    snap.log_data()
-                        .iter()
-                        .map(|f| Action::Remove(f.remove_action(true))),
-                );
-            }
-            Some(snap)
-        }
-        None => {
-            let protocol: deltalake::kernel::Protocol = serde_json::from_value(
-                serde_json::json!({"minReaderVersion": 1, "minWriterVersion": 2}),
-            )
-            .map_err(|e| err(DeltaTableError::Generic(e.to_string())))?;
-            actions.push(Action::Protocol(protocol));
-            let metadata = new_metadata(
-                &kernel_schema,
-                Vec::<String>::new(),
-                Vec::<(String, String)>::new(),
-            )
-            .map_err(|e| err(e.into()))?
-            .with_name(id.to_string())
-            .map_err(|e| err(e.into()))?;
-            actions.push(Action::Metadata(metadata));
-            None
-        }
-    };
-    actions.extend(adds.into_iter().map(Action::Add));
-    let log_store = match existing {
-        Some(t) => t.log_store(),
-        None => lake.handle(id)?.log_store(),
-    };
-    let operation = DeltaOperation::Write {
-        mode: match mode {
-            WriteMode::Append => SaveMode::Append,
-            WriteMode::Overwrite => SaveMode::Overwrite,
-        },
-        partition_by: None,
-        predicate: None,
-    };
-    let commit = CommitBuilder::from(info.properties())
-        .with_actions(actions)
-        .build(
-            snapshot.map(|s| s as &dyn TableReference),
-            log_store,
-            operation,
-        )
-        .await
-        .map_err(err)?;
-    Ok(commit.version() as i64)
-}
-
-trait IntoArrow {
+pub(crate) trait IntoArrow {
     fn try_into_kernel_arrow(&self, id: &TableId) -> Result<ArrowSchema>;
 }
 
@@ -412,6 +325,13 @@ async fn write(
         builder = builder.with_partition_columns(partition_by.to_vec());
     }
     builder.await.map_err(|e| EngineError::delta(id, e))
+}
+
+/// When the table's latest commit was made, in microseconds since the epoch.
+pub async fn last_commit_time(table: &DeltaTable) -> Option<i64> {
+    use futures::TryStreamExt;
+    let commits: Vec<_> = table.history(Some(1)).try_collect().await.ok()?;
+    commits.first()?.timestamp.map(|ms| ms.saturating_mul(1000))
 }
 
 /// `num_added_rows` of the table's latest commit (0 when not recorded).

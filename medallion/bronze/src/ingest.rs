@@ -6,14 +6,12 @@ use std::sync::Arc;
 use arrow::array::{
     ArrayRef, Int64Builder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray,
 };
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use assay_engine::TableId;
 use assay_engine::config::{BronzeConfig, CsvOptions, FileFormat, OnError, SourceConfig};
-use assay_engine::delta::{self, CommitInfo};
+use assay_engine::delta::{self, CommitInfo, FileWriter, NewFiles};
 use assay_engine::step::{Step, StepContext, StepError, StepReport};
-use assay_engine::{Lake, TableId};
 use async_trait::async_trait;
-use deltalake::DeltaTable;
-use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use futures::StreamExt;
 use object_store::{ObjectStore, ObjectStoreExt};
 
@@ -50,59 +48,6 @@ impl Step for BronzeStep {
 
     async fn run(&self, ctx: &StepContext) -> std::result::Result<StepReport, StepError> {
         Ok(self.ingest(ctx).await?)
-    }
-}
-
-/// Streams batches into a table's data files without committing them.
-struct TableWriter {
-    id: TableId,
-    url: String,
-    options: std::collections::HashMap<String, String>,
-    initial: Option<SchemaRef>,
-    writer: Option<RecordBatchWriter>,
-}
-
-impl TableWriter {
-    fn new(lake: &Lake, id: TableId, existing: Option<&DeltaTable>) -> Result<Self> {
-        let initial = existing.map(|t| delta::arrow_schema(&id, t)).transpose()?;
-        Ok(TableWriter {
-            url: lake.table_url(&id).to_string(),
-            options: lake.options().as_map().clone(),
-            id,
-            initial,
-            writer: None,
-        })
-    }
-
-    fn err(&self, e: deltalake::DeltaTableError) -> BronzeError {
-        BronzeError::Write {
-            table: self.id.to_string(),
-            source: Box::new(e),
-        }
-    }
-
-    async fn write(&mut self, batch: RecordBatch) -> Result<()> {
-        if self.writer.is_none() {
-            let schema = self.initial.clone().unwrap_or_else(|| batch.schema());
-            let w = RecordBatchWriter::try_new(&self.url, schema, None, Some(self.options.clone()))
-                .map_err(|e| self.err(e))?;
-            self.writer = Some(w);
-        }
-        let Some(w) = self.writer.as_mut() else {
-            return Ok(());
-        };
-        let r = w.write_with_mode(batch, WriteMode::MergeSchema).await;
-        r.map_err(|e| self.err(e))
-    }
-
-    /// Closes the files; returns their add actions and the final schema.
-    async fn finish(&mut self) -> Result<Option<(Vec<deltalake::kernel::Add>, SchemaRef)>> {
-        let Some(w) = self.writer.as_mut() else {
-            return Ok(None);
-        };
-        let adds = w.flush().await;
-        let schema = w.arrow_schema();
-        adds.map(|a| Some((a, schema))).map_err(|e| self.err(e))
     }
 }
 
@@ -184,8 +129,8 @@ impl Lineage {
 struct Sink<'a> {
     step: &'a BronzeStep,
     lineage: Lineage,
-    main: TableWriter,
-    rejected: TableWriter,
+    main: FileWriter,
+    rejected: FileWriter,
     report: StepReport,
 }
 
@@ -361,16 +306,18 @@ impl BronzeStep {
                 ingested_at: chrono::Utc::now().timestamp_micros(),
             },
             // A full refresh starts from the sources' own schema.
-            main: TableWriter::new(
+            main: FileWriter::new(
                 &ctx.lake,
-                self.table.clone(),
+                &self.table,
                 table.as_ref().filter(|_| !ctx.full_refresh),
-            )?,
-            rejected: TableWriter::new(
+            )?
+            .merge_schema(),
+            rejected: FileWriter::new(
                 &ctx.lake,
-                rejected_id.clone(),
+                &rejected_id,
                 rejected_table.as_ref().filter(|_| !ctx.full_refresh),
-            )?,
+            )?
+            .merge_schema(),
             report: StepReport::default(),
         };
         for file in &new {
@@ -392,12 +339,14 @@ impl BronzeStep {
             .with("assay.batch_id", sink.lineage.batch_id.clone());
         let rejected = match (rejected, &rejected_table) {
             // A full refresh empties the rejects when no line is malformed any more.
-            (None, Some(t)) if ctx.full_refresh => {
-                Some((Vec::new(), delta::arrow_schema(&rejected_id, t)?))
-            }
+            (None, Some(t)) if ctx.full_refresh => Some(NewFiles {
+                schema: delta::arrow_schema(&rejected_id, t)?,
+                adds: Vec::new(),
+                partition_by: Vec::new(),
+            }),
             (r, _) => r,
         };
-        if let Some((adds, schema)) = rejected {
+        if let Some(files) = rejected {
             // Rejects are recorded with the same cursors, so a crash between the two commits
             // does not quarantine the same lines twice on the rerun.
             let already = match rejected_table.as_ref().filter(|_| !ctx.full_refresh) {
@@ -416,15 +365,14 @@ impl BronzeStep {
                     &ctx.lake,
                     &rejected_id,
                     rejected_table.as_ref(),
-                    &schema,
-                    adds,
+                    files,
                     &info,
                     mode,
                 )
                 .await?;
             }
         }
-        let (adds, schema) = match main {
+        let files = match main {
             Some(m) => m,
             None => {
                 // Every line was rejected: commit the cursors with no data, keeping the schema.
@@ -435,19 +383,15 @@ impl BronzeStep {
                         return Ok(sink.report);
                     }
                 };
-                (Vec::new(), schema)
+                NewFiles {
+                    schema,
+                    adds: Vec::new(),
+                    partition_by: Vec::new(),
+                }
             }
         };
-        let version = delta::commit_files(
-            &ctx.lake,
-            &self.table,
-            table.as_ref(),
-            &schema,
-            adds,
-            &info,
-            mode,
-        )
-        .await?;
+        let version =
+            delta::commit_files(&ctx.lake, &self.table, table.as_ref(), files, &info, mode).await?;
         sink.report.version = Some(version);
         tracing::info!(table = %self.table, version, rows = sink.report.rows_written, "committed");
         Ok(sink.report)

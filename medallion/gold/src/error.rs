@@ -46,13 +46,39 @@ pub enum GoldError {
         /// The column.
         column: String,
     },
+    /// An audit cannot be planned or run (a column the model lacks, a bad rule).
+    #[error("{model}: audit `{audit}`: {message}")]
+    Audit {
+        /// The gold table.
+        model: String,
+        /// The audit's name.
+        audit: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A `fail` audit found rows (or a table) that break it: nothing was published.
+    #[error("{model}: audit failed: {details}; {model} left at its previous version")]
+    AuditFailed {
+        /// The gold table.
+        model: String,
+        /// `audit: what failed` per failing audit.
+        details: String,
+        /// Every audit's outcome, recorded in `_system.expectations` though the step fails.
+        outcomes: Vec<assay_engine::step::ExpectationOutcome>,
+    },
     /// An engine operation failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
 
 impl From<GoldError> for StepError {
-    fn from(e: GoldError) -> Self {
+    fn from(mut e: GoldError) -> Self {
+        if let GoldError::AuditFailed { outcomes, .. } = &mut e {
+            let outcomes = std::mem::take(outcomes);
+            let mut err = StepError::permanent(e);
+            err.expectations = outcomes;
+            return err;
+        }
         match &e {
             GoldError::Engine(inner) if inner.is_transient() => StepError::transient(e),
             _ => StepError::permanent(e),

@@ -5,7 +5,7 @@
 use arrow::array::RecordBatch;
 use assay_engine::EngineError;
 use assay_engine::config::{Incremental, Strategy};
-use assay_engine::delta::{self, CommitInfo, WriteMode};
+use assay_engine::delta::{self, CommitInfo, Staged, WriteMode};
 use assay_engine::step::{StepContext, StepReport};
 use assay_engine::stream::{self, Inputs};
 use datafusion::common::{ScalarValue, TableReference};
@@ -70,37 +70,85 @@ pub(crate) async fn apply(
     }
     let frame = model(step, &inputs).await?;
     check_schema(step, &target, &frame)?;
-    ctx.faults.before_commit(&step.table)?;
-    let (table, written) = match inc.strategy {
-        Strategy::Merge => {
-            for k in &inc.unique_key {
-                if frame.schema().field_with_unqualified_name(k).is_err() {
-                    return Err(GoldError::UniqueKey {
-                        model: step.table.to_string(),
-                        column: k.clone(),
-                    });
-                }
+    let audits = !step.config.audits.is_empty();
+    if inc.strategy == Strategy::Merge {
+        for k in &inc.unique_key {
+            if frame.schema().field_with_unqualified_name(k).is_err() {
+                return Err(GoldError::UniqueKey {
+                    model: step.table.to_string(),
+                    column: k.clone(),
+                });
             }
-            let (table, counts) = delta::Merge::new(&step.table, target, frame, &inc.unique_key)
-                .commit(info)
-                .await?;
-            (table, counts.changed())
         }
-        _ => {
-            let table = delta::write_frame(
-                &ctx.lake,
-                &step.table,
-                frame,
-                WriteMode::Append,
-                &step.config.partition_by,
-                info,
-            )
+        let mut outcomes = Vec::new();
+        if audits {
+            // The table once merged: its rows whose key the result does not hold, and
+            // the result.
+            let current = stream::provider(&step.table, &target, &inputs.session, None).await?;
+            let current = inputs.session.read_table(current).map_err(step.q())?;
+            let version = merged(current, frame.clone(), &inc.unique_key).map_err(step.q())?;
+            outcomes = step.audited(ctx, version).await?;
+        }
+        ctx.faults.before_commit(&step.table)?;
+        let (table, counts) = delta::Merge::new(&step.table, target, frame, &inc.unique_key)
+            .commit(info)
             .await?;
-            let rows = delta::last_commit_added_rows(&table).await;
-            (table, rows)
-        }
-    };
-    Ok(crate::model::written(&table, written))
+        let mut report = crate::model::written(&table, counts.changed());
+        report.expectations = outcomes;
+        return Ok(report);
+    }
+    if audits {
+        let staged =
+            Staged::write(&ctx.lake, &step.table, frame, &step.config.partition_by).await?;
+        let current = stream::provider(&step.table, &target, &inputs.session, None).await?;
+        let current = inputs.session.read_table(current).map_err(step.q())?;
+        let new = staged.frame(&ctx.lake, &inputs.session).await?;
+        let version = conform(new, &current)
+            .and_then(|n| current.union(n))
+            .map_err(step.q())?;
+        return step
+            .publish(ctx, staged, version, info, WriteMode::Append)
+            .await;
+    }
+    ctx.faults.before_commit(&step.table)?;
+    let table = delta::write_frame(
+        &ctx.lake,
+        &step.table,
+        frame,
+        WriteMode::Append,
+        &step.config.partition_by,
+        info,
+    )
+    .await?;
+    let rows = delta::last_commit_added_rows(&table).await;
+    Ok(crate::model::written(&table, rows))
+}
+
+/// `current` after a MERGE of `result` by `keys`: the rows whose key `result` does not
+/// hold, and every row of `result`.
+fn merged(
+    current: DataFrame,
+    result: DataFrame,
+    keys: &[String],
+) -> datafusion::error::Result<DataFrame> {
+    let names: Vec<String> = (0..keys.len()).map(|i| format!("__key_{i}")).collect();
+    let result_keys = result.clone().select(
+        keys.iter()
+            .zip(&names)
+            .map(|(k, n)| col(k.as_str()).alias(n))
+            .collect::<Vec<_>>(),
+    )?;
+    let left: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let right: Vec<&str> = names.iter().map(String::as_str).collect();
+    let kept = current.join(
+        result_keys,
+        datafusion::common::JoinType::LeftAnti,
+        &left,
+        &right,
+        None,
+    )?;
+    let result = conform(result, &kept)?;
+    kept.union(result)
 }
 
 /// The model's SQL planned over the inputs as registered.
@@ -201,12 +249,26 @@ async fn partitions(
     }
     let predicate = partition_predicate(partition_by, &touched).map_err(step.q())?;
     let frame = full.filter(predicate.clone()).map_err(step.q())?;
+    let mut outcomes = Vec::new();
+    if !step.config.audits.is_empty() {
+        // The table once replaced: the partitions kept, and the recomputed ones.
+        let current = stream::provider(&step.table, &target, session, None).await?;
+        let current = session.read_table(current).map_err(step.q())?;
+        let version = current
+            .filter(predicate.clone().is_not_true())
+            .and_then(|kept| Ok((conform(frame.clone(), &kept)?, kept)))
+            .and_then(|(new, kept)| kept.union(new))
+            .map_err(step.q())?;
+        outcomes = step.audited(ctx, version).await?;
+    }
     ctx.faults.before_commit(&step.table)?;
     let table =
         delta::replace_where(&ctx.lake, &step.table, frame, predicate, partition_by, info).await?;
     let rows = delta::last_commit_added_rows(&table).await;
     tracing::info!(model = %step.table, partitions = count, rows, "partitions replaced");
-    Ok(crate::model::written(&table, rows))
+    let mut report = crate::model::written(&table, rows);
+    report.expectations = outcomes;
+    Ok(report)
 }
 
 /// `frame` with the column names and types of `like` (older files of a table may carry

@@ -7,6 +7,7 @@
 //! unchanged model is skipped. A model that declares `incremental` reads only its stream's
 //! changes since the last run and MERGEs, appends or replaces the touched partitions.
 
+mod audit;
 pub mod error;
 mod incremental;
 pub mod model;

@@ -4,7 +4,7 @@
 
 use assay_engine::config::GoldConfig;
 use assay_engine::dag::sql_references;
-use assay_engine::delta::{self, CommitInfo, WriteMode};
+use assay_engine::delta::{self, CommitInfo, Staged, WriteMode};
 use assay_engine::step::{Step, StepContext, StepError, StepReport};
 use assay_engine::stream::{self, Prepared};
 use assay_engine::{EngineError, Layer, TableId};
@@ -29,6 +29,12 @@ impl GoldStep {
     pub fn new(config: GoldConfig) -> std::result::Result<Self, EngineError> {
         let table = TableId::new(Layer::Gold, &config.name);
         let mut upstreams = sql_references(&table.to_string(), &config.file, &config.sql)?;
+        // Tables the audits read run first too.
+        for t in config.audit_tables() {
+            if !upstreams.contains(&t) {
+                upstreams.push(t);
+            }
+        }
         // The stream first, as the engine's input reader expects.
         if let Some(inc) = &config.incremental {
             upstreams.retain(|u| *u != inc.stream);
@@ -99,7 +105,51 @@ impl GoldStep {
         CommitInfo::new(versions, &ctx.run_id).with("assay.model", self.config.file.clone())
     }
 
-    /// Replaces the whole table with `frame` in one commit.
+    /// Runs the audits over `version` (the table as it would be once published): the
+    /// outcomes, or the error that keeps the previous version.
+    pub(crate) async fn audited(
+        &self,
+        ctx: &StepContext,
+        version: DataFrame,
+    ) -> Result<Vec<assay_engine::step::ExpectationOutcome>> {
+        if self.config.audits.is_empty() {
+            return Ok(Vec::new());
+        }
+        crate::audit::audit(self, ctx, version)
+            .await?
+            .into_error(&self.table.to_string())
+    }
+
+    /// Audits the staged files (`version`: the table they would make), then publishes them
+    /// in one commit, or deletes them when a `fail` audit fails.
+    pub(crate) async fn publish(
+        &self,
+        ctx: &StepContext,
+        staged: Staged,
+        version: DataFrame,
+        info: &CommitInfo,
+        mode: WriteMode,
+    ) -> Result<StepReport> {
+        let outcomes = match self.audited(ctx, version).await {
+            Ok(o) => o,
+            Err(e) => {
+                staged.abandon(&ctx.lake).await;
+                return Err(e);
+            }
+        };
+        ctx.faults.before_commit(&self.table)?;
+        let existing = ctx.lake.open(&self.table).await?;
+        let rows = staged.rows();
+        let table = staged
+            .commit(&ctx.lake, existing.as_ref(), info, mode)
+            .await?;
+        let mut report = written(&table, rows);
+        report.expectations = outcomes;
+        Ok(report)
+    }
+
+    /// Replaces the whole table with `frame` in one commit (written, audited, then
+    /// published when the model has audits).
     pub(crate) async fn overwrite(
         &self,
         ctx: &StepContext,
@@ -107,6 +157,14 @@ impl GoldStep {
         info: &CommitInfo,
     ) -> Result<StepReport> {
         self.check_partitions(&frame)?;
+        if !self.config.audits.is_empty() {
+            let staged =
+                Staged::write(&ctx.lake, &self.table, frame, &self.config.partition_by).await?;
+            let version = staged.frame(&ctx.lake, &ctx.catalog.session()).await?;
+            return self
+                .publish(ctx, staged, version, info, WriteMode::Overwrite)
+                .await;
+        }
         ctx.faults.before_commit(&self.table)?;
         let table = delta::write_frame(
             &ctx.lake,
