@@ -82,3 +82,152 @@ async fn a_crash_between_quarantine_and_silver_commits_does_not_double_quarantin
     assert_eq!(f.count("silver.orders").await, 8);
     assert_eq!(f.count("gold.daily_revenue").await, 7);
 }
+
+/// Every incremental path at once: a MERGEd and an append-only silver table, deletes and
+/// history, and incremental gold models of each strategy with audits.
+const PIPELINE: &str = r#"
+[[bronze]]
+name = "orders"
+source = { kind = "files", path = "data/orders/*.csv" }
+
+[[bronze]]
+name = "events"
+source = { kind = "files", path = "data/events/*.csv" }
+
+[[silver]]
+name = "orders"
+from = "bronze.orders"
+columns = { order_id = "bigint", order_date = "date", amount = "decimal(10,2)", updated_at = "timestamp" }
+keys = ["order_id"]
+sequence_by = "updated_at"
+
+[[silver]]
+name = "order_log"
+from = "bronze.orders"
+columns = { order_id = "bigint", order_date = "date", amount = "decimal(10,2)", updated_at = "timestamp" }
+
+[[silver]]
+name = "accounts"
+from = "bronze.events"
+columns = { id = "bigint", name = "string", seq = "bigint" }
+keys = ["id"]
+sequence_by = "seq"
+apply_as_deletes = "op = 'D'"
+
+[[silver]]
+name = "account_history"
+from = "bronze.events"
+columns = { id = "bigint", name = "string", seq = "bigint" }
+keys = ["id"]
+sequence_by = "seq"
+apply_as_deletes = "op = 'D'"
+history = "scd2"
+
+[[gold]]
+name = "order_facts"
+incremental = { strategy = "merge", unique_key = ["order_id"] }
+unique = ["order_id"]
+
+[[gold]]
+name = "daily"
+partition_by = ["order_date"]
+incremental = { strategy = "partitions" }
+not_null = ["revenue"]
+
+[[gold]]
+name = "big_events"
+incremental = { strategy = "append" }
+row_count = { min = 0 }
+
+[[gold]]
+name = "account_names"
+not_null = ["name"]
+"#;
+
+const PIPELINE_MODELS: [(&str, &str); 4] = [
+    (
+        "order_facts",
+        "SELECT order_id, order_date, amount FROM silver.orders",
+    ),
+    (
+        "daily",
+        "SELECT order_date, COUNT(*) AS orders, SUM(amount) AS revenue FROM silver.orders GROUP BY order_date",
+    ),
+    (
+        "big_events",
+        "SELECT order_id, amount, updated_at FROM silver.order_log WHERE amount >= 10",
+    ),
+    (
+        "account_names",
+        "SELECT id, name FROM silver.accounts WHERE name IS NOT NULL",
+    ),
+];
+
+const PIPELINE_READS: [&str; 8] = [
+    "SELECT * FROM silver.orders ORDER BY order_id",
+    "SELECT * FROM silver.order_log ORDER BY order_id, updated_at",
+    "SELECT * FROM silver.accounts ORDER BY id",
+    "SELECT * FROM silver.account_history ORDER BY id, _valid_from",
+    "SELECT * FROM gold.order_facts ORDER BY order_id",
+    "SELECT * FROM gold.daily ORDER BY order_date",
+    "SELECT * FROM gold.big_events ORDER BY order_id, updated_at",
+    "SELECT * FROM gold.account_names ORDER BY id",
+];
+
+#[tokio::test]
+async fn a_kill_9_at_any_point_is_completed_by_the_rerun_to_an_uninterrupted_result() {
+    let f = Fixture::with_config(PIPELINE);
+    for (name, sql) in PIPELINE_MODELS {
+        f.write(&format!("sql/gold/{name}.sql"), sql);
+    }
+    let batches = [
+        (
+            "1,2026-11-01,10.00,2026-11-01T08:00:00Z\n2,2026-11-01,5.00,2026-11-01T09:00:00Z\n3,2026-11-02,20.00,2026-11-02T08:00:00Z\n",
+            "1,Ada,10,I\n2,Bo,10,I\n3,Cy,10,I\n",
+        ),
+        (
+            "2,2026-11-03,15.00,2026-11-03T09:00:00Z\n4,2026-11-03,40.00,2026-11-03T10:00:00Z\n",
+            "1,Ada L,30,U\n2,,40,D\n3,Cy B,20,U\n",
+        ),
+        (
+            "1,2026-11-04,11.00,2026-11-04T09:00:00Z\n5,2026-11-01,12.00,2026-11-04T10:00:00Z\n",
+            "2,Bo again,60,I\n1,Ada X,20,U\n4,Di,50,D\n4,Di,30,I\n",
+        ),
+    ];
+    let mut kills = 0;
+    for (i, (orders, events)) in batches.iter().enumerate() {
+        f.write(
+            &format!("data/orders/b{i}.csv"),
+            &format!("order_id,order_date,amount,updated_at\n{orders}"),
+        );
+        f.write(
+            &format!("data/events/b{i}.csv"),
+            &format!("id,name,seq,op\n{events}"),
+        );
+        // Killed at several points of a run, each kill on top of the previous ones.
+        for ms in [30u64, 120, 300, 600, 1000] {
+            let mut child = f
+                .command(&["run"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap();
+                kills += 1;
+            }
+            child.wait().unwrap();
+        }
+        f.run_ok(&[]);
+        let fresh = f.rebuilt();
+        for sql in PIPELINE_READS {
+            assert_eq!(
+                f.table(sql).await,
+                fresh.table(sql).await,
+                "batch {i}: {sql}"
+            );
+        }
+    }
+    assert!(kills >= 6, "runs were interrupted ({kills} kills)");
+}
