@@ -12,6 +12,7 @@ use arrow_flight::sql::client::FlightSqlServiceClient;
 use assay_engine::access::{AccessPolicy, LocalUser, Role, Secret};
 use assay_engine::delta::{CommitInfo, WriteMode, write_frame};
 use assay_engine::query::{QueryLimits, QueryService};
+use assay_engine::service::{Core, LakeService};
 use assay_engine::session::LakeCatalog;
 use assay_engine::{Lake, TableId};
 use assay_flight::AssayFlightSql;
@@ -88,7 +89,9 @@ fn main() {
             vec![LocalUser { name: "bench".into(), password: Secret::new("pw"), role: Role::Admin }],
             Duration::from_secs(3600),
         ));
-        let service = AssayFlightSql::new(query.clone(), policy, false).unwrap();
+        let core: Arc<dyn LakeService> =
+            Arc::new(Core::new(query.clone(), policy, Duration::from_secs(1)));
+        let service = AssayFlightSql::new(core, false).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(assay_flight::serve(listener, service, std::future::pending()));

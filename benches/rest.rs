@@ -109,11 +109,12 @@ async fn gateway(lake: &Lake, cache: Cache) -> (String, String) {
             role: Role::Reader,
         })
         .unwrap();
-    let gw = Gateway::new(
+    let core = assay_engine::service::Core::new(
         QueryService::new(catalog, QueryLimits::default()),
         policy,
-        cache,
+        Duration::from_secs(1),
     );
+    let gw = Gateway::new(std::sync::Arc::new(core), cache, 10_000);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(assay_api::serve(listener, gw, std::future::pending()));

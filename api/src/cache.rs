@@ -7,6 +7,11 @@
 //! (`assay:index:<table>`), so a write through the API can delete exactly the keys its rows
 //! can affect and keep the others, re-stamped with the new version.
 //!
+//! Keys start with a namespace of the lake (`assay:<12 hex digits of the SHA-256 of the lake
+//! root URL>` unless `[cache] prefix` names one), so gateways on different lakes can share a
+//! Redis without ever serving each other's rows. With Redis, commits made through a gateway
+//! are announced on `<prefix>:commits`, so every replica learns the new version at once.
+//!
 //! A Redis error never fails a request: the response is served uncached, a warning is logged
 //! and `errors` is counted; the connection manager reconnects in the background, and caching
 //! resumes when Redis is back.
@@ -19,8 +24,14 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
-/// Prefix of every key the gateway writes.
-pub const PREFIX: &str = "assay";
+/// The default key namespace of a lake: `assay:` and 12 hex digits of the SHA-256 of its
+/// root URL.
+pub fn lake_prefix(root: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(root.as_bytes());
+    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    format!("assay:{hex}")
+}
 
 /// One cached response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,7 +56,10 @@ pub struct CacheStats {
 }
 
 enum Backend {
-    Redis(redis::aio::ConnectionManager),
+    Redis {
+        client: redis::Client,
+        conn: redis::aio::ConnectionManager,
+    },
     Memory {
         entries: moka::future::Cache<String, Entry>,
         index: Mutex<HashMap<String, HashSet<String>>>,
@@ -58,38 +72,27 @@ pub struct Cache {
     /// Hit, miss and error counts.
     pub stats: Arc<CacheStats>,
     ttl: Duration,
+    prefix: String,
+    listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Cache {
+    fn drop(&mut self) {
+        if let Ok(mut l) = self.listener.lock()
+            && let Some(task) = l.take()
+        {
+            task.abort();
+        }
+    }
 }
 
 impl std::fmt::Debug for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self.backend {
-            Backend::Redis(_) => "Cache(redis)",
+            Backend::Redis { .. } => "Cache(redis)",
             Backend::Memory { .. } => "Cache(memory)",
         })
     }
-}
-
-/// The key of a cached `rows` response: `assay:rows:<table>[:<normalized query>]`.
-pub fn rows_key(table: &str, normalized: &str) -> String {
-    if normalized.is_empty() {
-        format!("{PREFIX}:rows:{table}")
-    } else {
-        format!("{PREFIX}:rows:{table}:{normalized}")
-    }
-}
-
-/// The normalized query string of a rows key of `table` (`""` when unfiltered).
-pub fn rows_query_of(key: &str, table: &str) -> Option<String> {
-    let base = rows_key(table, "");
-    let rest = key.strip_prefix(&base)?;
-    if rest.is_empty() {
-        return Some(String::new());
-    }
-    rest.strip_prefix(':').map(str::to_string)
-}
-
-fn index_key(table: &str) -> String {
-    format!("{PREFIX}:index:{table}")
 }
 
 impl Cache {
@@ -105,6 +108,113 @@ impl Cache {
             },
             stats: Arc::default(),
             ttl,
+            prefix: "assay".into(),
+            listener: Mutex::new(None),
+        }
+    }
+
+    /// Keys start with `prefix` (see [`lake_prefix`]).
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The namespace of every key.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The key of a cached `rows` response: `<prefix>:rows:<table>[:<normalized query>]`.
+    pub fn rows_key(&self, table: &str, normalized: &str) -> String {
+        if normalized.is_empty() {
+            format!("{}:rows:{table}", self.prefix)
+        } else {
+            format!("{}:rows:{table}:{normalized}", self.prefix)
+        }
+    }
+
+    /// The normalized query string of a rows key of `table` (`""` when unfiltered).
+    pub fn rows_query_of(&self, key: &str, table: &str) -> Option<String> {
+        let base = self.rows_key(table, "");
+        let rest = key.strip_prefix(&base)?;
+        if rest.is_empty() {
+            return Some(String::new());
+        }
+        rest.strip_prefix(':').map(str::to_string)
+    }
+
+    /// The key of a cached catalog: `<prefix>:catalog:<role>[:<normalized query>]`.
+    pub fn catalog_key(&self, role: assay_engine::access::Role, normalized: &str) -> String {
+        if normalized.is_empty() {
+            format!("{}:catalog:{role}", self.prefix)
+        } else {
+            format!("{}:catalog:{role}:{normalized}", self.prefix)
+        }
+    }
+
+    fn index_key(&self, table: &str) -> String {
+        format!("{}:index:{table}", self.prefix)
+    }
+
+    fn commits_channel(&self) -> String {
+        format!("{}:commits", self.prefix)
+    }
+
+    /// Tells the other gateways sharing this Redis that `table` is at `version` (nothing
+    /// without Redis).
+    pub async fn announce(&self, table: &str, version: i64) {
+        if let Backend::Redis { conn, .. } = &self.backend {
+            let mut conn = conn.clone();
+            let r: redis::RedisResult<()> = conn
+                .publish(self.commits_channel(), format!("{table} {version}"))
+                .await;
+            if let Err(e) = r {
+                self.failed("publish", &e);
+            }
+        }
+    }
+
+    /// Hears commits other gateways announce and hands each (`layer.table`, version) to
+    /// `on_commit`, resubscribing after Redis failures, until the cache is dropped.
+    pub fn listen(&self, on_commit: impl Fn(&str, i64) + Send + Sync + 'static) {
+        let Backend::Redis { client, .. } = &self.backend else {
+            return;
+        };
+        let client = client.clone();
+        let channel = self.commits_channel();
+        let task = tokio::spawn(async move {
+            use futures::StreamExt;
+            loop {
+                match client.get_async_pubsub().await {
+                    Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
+                        Ok(()) => {
+                            let mut messages = pubsub.on_message();
+                            while let Some(msg) = messages.next().await {
+                                let Ok(text) = msg.get_payload::<String>() else {
+                                    continue;
+                                };
+                                if let Some((table, v)) = text.split_once(' ')
+                                    && let Ok(v) = v.parse::<i64>()
+                                {
+                                    on_commit(table, v);
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cache: subscribing to commits failed")
+                        }
+                    },
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cache: no Redis for commit announcements")
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        if let Ok(mut l) = self.listener.lock()
+            && let Some(old) = l.replace(task)
+        {
+            old.abort();
         }
     }
 
@@ -120,19 +230,24 @@ impl Cache {
             .set_response_timeout(Some(Duration::from_millis(500)))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(2));
-        let manager = redis::aio::ConnectionManager::new_lazy_with_config(client, config)
+        let manager = redis::aio::ConnectionManager::new_lazy_with_config(client.clone(), config)
             .map_err(|e| format!("cache: {e}"))?;
         Ok(Cache {
-            backend: Backend::Redis(manager),
+            backend: Backend::Redis {
+                client,
+                conn: manager,
+            },
             stats: Arc::default(),
             ttl,
+            prefix: "assay".into(),
+            listener: Mutex::new(None),
         })
     }
 
     /// `redis` or `memory`.
     pub fn kind(&self) -> &'static str {
         match self.backend {
-            Backend::Redis(_) => "redis",
+            Backend::Redis { .. } => "redis",
             Backend::Memory { .. } => "memory",
         }
     }
@@ -146,7 +261,7 @@ impl Cache {
     async fn fetch(&self, key: &str) -> Result<Option<Entry>, ()> {
         match &self.backend {
             Backend::Memory { entries, .. } => Ok(entries.get(key).await),
-            Backend::Redis(conn) => {
+            Backend::Redis { conn, .. } => {
                 let mut conn = conn.clone();
                 match conn.get::<_, Option<String>>(key).await {
                     Ok(v) => Ok(v.and_then(|s| serde_json::from_str(&s).ok())),
@@ -194,7 +309,7 @@ impl Cache {
                         .insert(key.to_string());
                 }
             }
-            Backend::Redis(conn) => {
+            Backend::Redis { conn, .. } => {
                 let Ok(value) = serde_json::to_string(&entry) else {
                     return;
                 };
@@ -204,9 +319,9 @@ impl Cache {
                     .atomic()
                     .set_ex(key, value, ttl)
                     .ignore()
-                    .sadd(index_key(table), key)
+                    .sadd(self.index_key(table), key)
                     .ignore()
-                    .expire(index_key(table), ttl as i64)
+                    .expire(self.index_key(table), ttl as i64)
                     .ignore()
                     .query_async(&mut conn)
                     .await;
@@ -226,9 +341,9 @@ impl Cache {
                 .ok()
                 .flatten()
                 .unwrap_or_default(),
-            Backend::Redis(conn) => {
+            Backend::Redis { conn, .. } => {
                 let mut conn = conn.clone();
-                match conn.smembers::<_, Vec<String>>(index_key(table)).await {
+                match conn.smembers::<_, Vec<String>>(self.index_key(table)).await {
                     Ok(keys) => keys,
                     Err(e) => {
                         self.failed("smembers", &e);
@@ -257,13 +372,13 @@ impl Cache {
                     }
                 }
             }
-            Backend::Redis(conn) => {
+            Backend::Redis { conn, .. } => {
                 let mut conn = conn.clone();
                 let r: redis::RedisResult<()> = redis::pipe()
                     .atomic()
                     .del(keys)
                     .ignore()
-                    .srem(index_key(table), keys)
+                    .srem(self.index_key(table), keys)
                     .ignore()
                     .query_async(&mut conn)
                     .await;
@@ -308,23 +423,30 @@ mod tests {
     }
 
     #[test]
-    fn keys_carry_table_and_query() {
+    fn keys_carry_the_lake_the_table_and_the_query() {
+        let p = lake_prefix("file:///lake/");
+        assert!(p.starts_with("assay:") && p.len() == 6 + 12, "{p}");
+        assert_ne!(p, lake_prefix("file:///other/"));
+        let c = Cache::memory(10, Duration::from_secs(1)).with_prefix(p.clone());
         assert_eq!(
-            rows_key("gold.products", "category=C"),
-            "assay:rows:gold.products:category=C"
+            c.rows_key("gold.products", "category=C"),
+            format!("{p}:rows:gold.products:category=C")
         );
-        assert_eq!(rows_key("gold.products", ""), "assay:rows:gold.products");
         assert_eq!(
-            rows_query_of("assay:rows:gold.products:category=C", "gold.products"),
+            c.rows_query_of(&c.rows_key("gold.products", "category=C"), "gold.products"),
             Some("category=C".into())
         );
         assert_eq!(
-            rows_query_of("assay:rows:gold.products", "gold.products"),
+            c.rows_query_of(&c.rows_key("gold.products", ""), "gold.products"),
             Some(String::new())
         );
         assert_eq!(
-            rows_query_of("assay:rows:gold.products2", "gold.products"),
+            c.rows_query_of(&c.rows_key("gold.products2", ""), "gold.products"),
             None
+        );
+        assert_eq!(
+            c.catalog_key(assay_engine::access::Role::Reader, "layer=gold"),
+            format!("{p}:catalog:reader:layer=gold")
         );
     }
 

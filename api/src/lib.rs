@@ -1,42 +1,38 @@
 //! # assay-api
 //!
-//! The REST gateway: the lake's catalog, filtered rows, appends, read-only SQL, runs and
-//! accounts over HTTP (axum), with a Redis or in-process response cache.
+//! The REST gateway: a thin HTTP adapter over the engine's serving core
+//! ([`assay_engine::service::LakeService`]) — the lake's catalog, filtered rows, appends,
+//! read-only SQL, runs and accounts — with a Redis or in-process response cache.
 //!
-//! - [`Gateway`]: what every handler shares — the query service (catalog + limits), the
-//!   access policy (the same accounts and tokens as Flight SQL), the cache, the run launcher;
-//! - [`router`]: the routes; [`serve`] runs them on a listener until a shutdown signal;
-//! - [`params::RowsQuery`]: the rows query string, its cache key and its filters;
+//! - [`Gateway`]: what every handler shares — the serving core and the cache;
+//! - [`router`]: the routes, from one [`utoipa_axum`] router that also makes the OpenAPI
+//!   document ([`openapi::document`]); [`serve`] runs them until a shutdown signal;
+//! - [`params::RowsQuery`]: the rows query string, parsed into the core's `RowsRequest`;
 //! - [`cache::Cache`]: entries stamped with the table version they were computed from;
 //! - [`format`]: JSON, CSV, Arrow IPC and Parquet bodies, streamed batch by batch;
-//! - [`openapi`]: the OpenAPI document and the Postman collection, from one route list;
+//! - [`error`]: the one table from error kind to HTTP status;
 //! - [`metrics`]: the Prometheus recorder behind `/metrics`.
 //!
-//! The gateway never decides access itself: it asks the engine's `AccessPolicy` for the
-//! principal and its role, and `QueryService` for role-restricted, read-only queries.
+//! Handlers decode, call one core method with the caller, encode: they never decide access
+//! (the core asks `authorize`) and never evaluate a filter themselves.
 
 pub mod cache;
-mod catalog;
 pub mod error;
 pub mod format;
 pub mod metrics;
 pub mod openapi;
 pub mod params;
-mod rows;
-mod runs;
-mod sql;
-mod users;
+mod routes;
 
 use std::sync::Arc;
 
-use assay_engine::access::{AccessPolicy, Principal, Role};
-use assay_engine::query::QueryService;
+use assay_engine::access::Principal;
+use assay_engine::service::LakeService;
 use axum::Router;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
 
 pub use cache::Cache;
 pub use error::{ApiError, Result};
@@ -44,36 +40,29 @@ pub use error::{ApiError, Result};
 /// Everything the handlers share.
 #[derive(Debug, Clone)]
 pub struct Gateway {
-    /// Role-restricted, read-only queries over the lake.
-    pub query: QueryService,
-    /// Users and tokens (shared with Flight SQL).
-    pub policy: Arc<AccessPolicy>,
+    /// The serving core (the same one Flight SQL uses).
+    pub core: Arc<dyn LakeService>,
     /// Response cache.
     pub cache: Arc<Cache>,
     /// Most rows one `rows` or `query` response may carry.
     pub max_rows: usize,
-    /// Starts runs for `POST /runs`; without one the endpoint answers 404.
-    pub launcher: Option<assay_engine::launcher::Launcher>,
 }
 
 impl Gateway {
-    /// A gateway over a query service, a policy and a cache. `max_rows` defaults to the
-    /// query limits' `max_rows`, or 10,000.
-    pub fn new(query: QueryService, policy: Arc<AccessPolicy>, cache: Cache) -> Self {
-        let max_rows = query.limits().max_rows.unwrap_or(10_000);
+    /// A gateway over a serving core and a cache; responses carry at most `max_rows` rows.
+    /// Commits other gateways announce through a shared Redis reach the core at once.
+    pub fn new(core: Arc<dyn LakeService>, cache: Cache, max_rows: usize) -> Self {
+        let listener = Arc::clone(&core);
+        cache.listen(move |table, version| {
+            if let Ok(id) = assay_engine::TableId::parse(table) {
+                listener.observe(&id, version);
+            }
+        });
         Gateway {
-            query,
-            policy,
+            core,
             cache: Arc::new(cache),
             max_rows,
-            launcher: None,
         }
-    }
-
-    /// Lets `POST /runs` start runs with `launcher`.
-    pub fn with_launcher(mut self, launcher: assay_engine::launcher::Launcher) -> Self {
-        self.launcher = Some(launcher);
-        self
     }
 }
 
@@ -85,92 +74,34 @@ impl FromRequestParts<Gateway> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Gateway) -> Result<Self> {
+        let unauthenticated = |m: &str| {
+            ApiError::Service(assay_engine::service::ServiceError::new(
+                assay_engine::ErrorKind::Unauthenticated,
+                m,
+            ))
+        };
         let api_key = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok());
         let token = match (parts.headers.get(header::AUTHORIZATION), api_key) {
             (Some(h), _) => {
                 let h = h.to_str().unwrap_or("");
                 h.strip_prefix("Bearer ")
                     .or_else(|| h.strip_prefix("bearer "))
-                    .ok_or_else(|| {
-                        ApiError::Unauthenticated("expected `Authorization: Bearer <token>`".into())
-                    })?
+                    .ok_or_else(|| unauthenticated("expected `Authorization: Bearer <token>`"))?
             }
             (None, Some(key)) => key,
-            (None, None) => {
-                return Err(ApiError::Unauthenticated(
-                    "missing bearer token (or X-API-Key)".into(),
-                ));
-            }
+            (None, None) => return Err(unauthenticated("missing bearer token (or X-API-Key)")),
         };
-        Ok(Caller(state.policy.verify_token(token.trim()).await?))
+        Ok(Caller(state.core.principal(token.trim()).await?))
     }
 }
 
-impl Caller {
-    /// Fails with 403 unless the caller is an admin.
-    pub fn require_admin(&self) -> Result<()> {
-        if self.0.role == Role::Admin {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden(format!(
-                "user `{}` ({:?}) may not do this: admins only",
-                self.0.name, self.0.role
-            )))
-        }
-    }
-}
-
-async fn health() -> Response {
-    axum::Json(serde_json::json!({"status": "ok"})).into_response()
-}
-
-async fn ready(State(gw): State<Gateway>) -> Response {
-    match gw.query.catalog().refresh().await {
-        Ok(()) => axum::Json(serde_json::json!({"status": "ready", "cache": gw.cache.kind()}))
-            .into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "lake not ready");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(
-                    serde_json::json!({"code": "unavailable", "message": "lake unreachable"}),
-                ),
-            )
-                .into_response()
-        }
-    }
-}
-
-async fn not_found() -> ApiError {
-    ApiError::NotFound("no such endpoint".into())
-}
-
-/// The gateway's routes: `/health` and `/ready` at the root, the API under `/api/v1`.
+/// The gateway's routes: `/health`, `/ready` and `/metrics` at the root, the API under
+/// `/api/v1`, every one documented in the OpenAPI document.
 pub fn router(gw: Gateway) -> Router {
-    let api = Router::new()
-        .route("/signup", post(users::signup))
-        .route("/login", post(users::login))
-        .route("/users", get(users::list).post(users::create))
-        .route("/users/{name}", axum::routing::patch(users::update))
-        .route("/api-keys", get(users::list_keys).post(users::create_key))
-        .route("/api-keys/{id}", axum::routing::delete(users::revoke_key))
-        .route("/catalog", get(catalog::catalog))
-        .route("/tables/{table}", get(catalog::table))
-        .route(
-            "/tables/{table}/rows",
-            get(rows::get_rows).post(rows::post_rows),
-        )
-        .route("/query", post(sql::query))
-        .route("/runs", get(runs::list).post(runs::start))
-        .route("/runs/{id}", get(runs::get))
-        .route("/openapi.json", get(openapi::serve));
+    let (routes, _) = routes::all().split_for_parts();
     metrics::handle();
-    Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics::render))
-        .nest("/api/v1", api)
-        .fallback(not_found)
+    routes
+        .fallback(routes::not_found)
         .layer(axum::middleware::map_response(no_store_on_errors))
         .layer(axum::middleware::from_fn(metrics::track))
         .with_state(gw)

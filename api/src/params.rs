@@ -1,158 +1,35 @@
-//! The query string of `GET /tables/{t}/rows`: column filters and paging, parsed once,
-//! normalized for cache keys, turned into DataFusion expressions for the scan, and matched
-//! against JSON rows to decide which cached answers an insert makes stale.
+//! The query string of `GET /tables/{t}/rows`: column filters and paging, parsed once into
+//! the serving core's [`RowsRequest`] and normalized for cache keys (from which a cached
+//! key's request is parsed back when an append asks which keys it touches).
 
 use std::fmt::Write as _;
+
+use assay_engine::service::{Filter, FilterOp, Order, RowsRequest};
 
 use crate::error::{ApiError, Result};
 
 /// Rows returned when `limit` is not given.
 pub const DEFAULT_LIMIT: usize = 100;
 
-/// A comparison in a filter: `col=v` is `Eq`, `col[op]=v` the others.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
-    /// `=`
-    Eq,
-    /// `<>`
-    Ne,
-    /// `>`
-    Gt,
-    /// `>=`
-    Gte,
-    /// `<`
-    Lt,
-    /// `<=`
-    Lte,
-    /// SQL `LIKE` (`%` and `_`).
-    Like,
-    /// One of a comma-separated list.
-    In,
+fn op(s: &str) -> Option<FilterOp> {
+    Some(match s {
+        "eq" => FilterOp::Eq,
+        "ne" | "neq" => FilterOp::Ne,
+        "gt" => FilterOp::Gt,
+        "gte" | "ge" => FilterOp::Gte,
+        "lt" => FilterOp::Lt,
+        "lte" | "le" => FilterOp::Lte,
+        "like" => FilterOp::Like,
+        "in" => FilterOp::In,
+        _ => return None,
+    })
 }
 
-impl Op {
-    fn parse(s: &str) -> Option<Op> {
-        Some(match s {
-            "eq" => Op::Eq,
-            "ne" | "neq" => Op::Ne,
-            "gt" => Op::Gt,
-            "gte" | "ge" => Op::Gte,
-            "lt" => Op::Lt,
-            "lte" | "le" => Op::Lte,
-            "like" => Op::Like,
-            "in" => Op::In,
-            _ => return None,
-        })
-    }
-}
-
-/// One column filter.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Filter {
-    /// The column.
-    pub column: String,
-    /// The comparison.
-    pub op: Op,
-    /// The value as written (for `In`: comma-separated values).
-    pub value: String,
-    /// The parameter as written, for error messages (`price[gte]`).
-    pub param: String,
-}
-
-impl Filter {
-    /// The values of an `In` filter, or the single value.
-    pub fn values(&self) -> Vec<&str> {
-        match self.op {
-            Op::In => self.value.split(',').collect(),
-            _ => vec![self.value.as_str()],
-        }
-    }
-
-    /// Whether a JSON row (as inserted) satisfies the filter. A value that cannot be compared
-    /// counts as a match: a false "match" only costs a cache miss, a false "no match" would
-    /// serve a stale answer.
-    pub fn matches(&self, row: &serde_json::Map<String, serde_json::Value>) -> bool {
-        use serde_json::Value;
-        let Some(v) = row.get(&self.column) else {
-            return false; // the column is NULL in the new row: no comparison is true
-        };
-        let text = match v {
-            Value::Null => return false,
-            Value::String(s) => s.clone(),
-            Value::Number(n) => n.to_string(),
-            Value::Bool(b) => b.to_string(),
-            _ => return true,
-        };
-        let cmp = |want: &str| -> Option<std::cmp::Ordering> {
-            match (text.parse::<f64>(), want.parse::<f64>()) {
-                (Ok(a), Ok(b)) if matches!(v, Value::Number(_)) => a.partial_cmp(&b),
-                _ => Some(text.as_str().cmp(want)),
-            }
-        };
-        use std::cmp::Ordering::*;
-        match self.op {
-            Op::Eq => cmp(&self.value).is_none_or(|o| o == Equal),
-            Op::Ne => cmp(&self.value).is_none_or(|o| o != Equal),
-            Op::Gt => cmp(&self.value).is_none_or(|o| o == Greater),
-            Op::Gte => cmp(&self.value).is_none_or(|o| o != Less),
-            Op::Lt => cmp(&self.value).is_none_or(|o| o == Less),
-            Op::Lte => cmp(&self.value).is_none_or(|o| o != Greater),
-            Op::Like => like(&text, &self.value),
-            Op::In => self
-                .values()
-                .iter()
-                .any(|w| cmp(w).is_none_or(|o| o == Equal)),
-        }
-    }
-}
-
-/// SQL `LIKE`: `%` any run, `_` any one character, no escape.
-pub fn like(text: &str, pattern: &str) -> bool {
-    let t: Vec<char> = text.chars().collect();
-    let p: Vec<char> = pattern.chars().collect();
-    // Iterative match with backtracking to the last `%`.
-    let (mut ti, mut pi) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '_' || p[pi] == t[ti]) && p[pi] != '%' {
-            ti += 1;
-            pi += 1;
-        } else if pi < p.len() && p[pi] == '%' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '%')
-}
-
-/// Sort direction of an `order_by` column.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Order {
-    /// The column.
-    pub column: String,
-    /// Descending (`-col` or `col.desc`).
-    pub desc: bool,
-}
-
-/// A parsed rows query string.
+/// A parsed rows query string: the request for the serving core and the cache key's part.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowsQuery {
-    /// Filters, all of which must hold.
-    pub filters: Vec<Filter>,
-    /// Columns to return (`None`: all).
-    pub columns: Option<Vec<String>>,
-    /// Sort order.
-    pub order_by: Vec<Order>,
-    /// Rows to return at most.
-    pub limit: usize,
-    /// Rows to skip.
-    pub offset: usize,
+    /// What to read.
+    pub request: RowsRequest,
     /// The query string sorted and normalized: the cache key's last part.
     pub normalized: String,
 }
@@ -177,7 +54,7 @@ fn names(param: &str, value: &str) -> Result<Vec<String>> {
         .filter(|s| !s.is_empty())
         .collect();
     if list.is_empty() {
-        return Err(ApiError::BadRequest(format!(
+        return Err(ApiError::bad_request(format!(
             "`{param}`: give at least one column"
         )));
     }
@@ -196,19 +73,19 @@ impl RowsQuery {
             .filter(|(k, _)| !k.is_empty())
             .collect();
         pairs.sort();
-        let mut q = RowsQuery {
+        let mut q = RowsRequest {
             filters: Vec::new(),
             columns: None,
             order_by: Vec::new(),
             limit: DEFAULT_LIMIT,
             offset: 0,
-            normalized: String::new(),
         };
+        let mut normalized = String::new();
         let mut seen = std::collections::HashSet::new();
         for (k, v) in &pairs {
             let control = matches!(k.as_str(), "columns" | "order_by" | "limit" | "offset");
             if control && !seen.insert(k.clone()) {
-                return Err(ApiError::BadRequest(format!("`{k}` is given twice")));
+                return Err(ApiError::bad_request(format!("`{k}` is given twice")));
             }
             match k.as_str() {
                 "columns" => q.columns = Some(names(k, v)?),
@@ -228,10 +105,10 @@ impl RowsQuery {
                 }
                 "limit" => {
                     let n: usize = v.parse().map_err(|_| {
-                        ApiError::BadRequest(format!("`limit`: `{v}` is not a whole number"))
+                        ApiError::bad_request(format!("`limit`: `{v}` is not a whole number"))
                     })?;
                     if n > max_limit {
-                        return Err(ApiError::BadRequest(format!(
+                        return Err(ApiError::bad_request(format!(
                             "`limit`: {n} is above the maximum of {max_limit}"
                         )));
                     }
@@ -239,7 +116,7 @@ impl RowsQuery {
                 }
                 "offset" => {
                     q.offset = v.parse().map_err(|_| {
-                        ApiError::BadRequest(format!("`offset`: `{v}` is not a whole number"))
+                        ApiError::bad_request(format!("`offset`: `{v}` is not a whole number"))
                     })?;
                 }
                 _ => q.filters.push(Self::filter(k, v)?),
@@ -247,54 +124,51 @@ impl RowsQuery {
         }
         for (i, (k, v)) in pairs.iter().enumerate() {
             if i > 0 {
-                q.normalized.push('&');
+                normalized.push('&');
             }
-            escape(&mut q.normalized, k);
-            q.normalized.push('=');
-            escape(&mut q.normalized, v);
+            escape(&mut normalized, k);
+            normalized.push('=');
+            escape(&mut normalized, v);
         }
-        Ok(q)
+        Ok(RowsQuery {
+            request: q,
+            normalized,
+        })
     }
 
     fn filter(param: &str, value: &str) -> Result<Filter> {
         let (column, op) = match param.split_once('[') {
-            None => (param, Op::Eq),
+            None => (param, FilterOp::Eq),
             Some((column, rest)) => {
-                let op = rest.strip_suffix(']').ok_or_else(|| {
-                    ApiError::BadRequest(format!("`{param}`: expected `column[operator]`"))
+                let name = rest.strip_suffix(']').ok_or_else(|| {
+                    ApiError::bad_request(format!("`{param}`: expected `column[operator]`"))
                 })?;
-                let op = Op::parse(op).ok_or_else(|| {
-                    ApiError::BadRequest(format!(
-                        "`{param}`: unknown operator `{op}` (eq, ne, gt, gte, lt, lte, like, in)"
+                let o = op(name).ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "`{param}`: unknown operator `{name}` (eq, ne, gt, gte, lt, lte, like, in)"
                     ))
                 })?;
-                (column, op)
+                (column, o)
             }
         };
         if column.is_empty() {
-            return Err(ApiError::BadRequest(format!("`{param}`: no column name")));
+            return Err(ApiError::bad_request(format!("`{param}`: no column name")));
         }
-        if op == Op::In && value.split(',').any(str::is_empty) {
-            return Err(ApiError::BadRequest(format!(
+        if op == FilterOp::In && value.split(',').any(str::is_empty) {
+            return Err(ApiError::bad_request(format!(
                 "`{param}`: give comma-separated values without empty items"
             )));
         }
+        let values = match op {
+            FilterOp::In => value.split(',').map(str::to_string).collect(),
+            _ => vec![value.to_string()],
+        };
         Ok(Filter {
             column: column.to_string(),
             op,
-            value: value.to_string(),
+            values,
             param: param.to_string(),
         })
-    }
-
-    /// True when no filter narrows the rows (any insert may change the answer).
-    pub fn unfiltered(&self) -> bool {
-        self.filters.is_empty()
-    }
-
-    /// Whether an inserted row can change this query's answer.
-    pub fn affected_by(&self, row: &serde_json::Map<String, serde_json::Value>) -> bool {
-        self.filters.iter().all(|f| f.matches(row))
     }
 }
 
@@ -309,12 +183,13 @@ mod tests {
             1000,
         )
         .unwrap();
-        assert_eq!(q.limit, 5);
-        assert_eq!(q.filters.len(), 2);
-        assert_eq!(q.filters[0].column, "category");
-        assert_eq!(q.filters[1].op, Op::Gte);
+        let r = &q.request;
+        assert_eq!(r.limit, 5);
+        assert_eq!(r.filters.len(), 2);
+        assert_eq!(r.filters[0].column, "category");
+        assert_eq!(r.filters[1].op, FilterOp::Gte);
         assert_eq!(
-            q.order_by,
+            r.order_by,
             vec![
                 Order {
                     column: "price".into(),
@@ -341,6 +216,17 @@ mod tests {
             RowsQuery::parse("name=a%26b%3Dc", 10).unwrap().normalized,
             "name=a%26b%3Dc"
         );
+        // A normalized key parses back to the same request.
+        let back = RowsQuery::parse(&q.normalized, 1000).unwrap();
+        assert_eq!(back, q);
+        assert_eq!(
+            RowsQuery::parse("id%5Bin%5D=1,2", 10)
+                .unwrap()
+                .request
+                .filters[0]
+                .values,
+            vec!["1".to_string(), "2".to_string()]
+        );
     }
 
     #[test]
@@ -358,24 +244,5 @@ mod tests {
             let e = RowsQuery::parse(qs, 1000).unwrap_err().to_string();
             assert!(e.contains(want), "{qs}: {e}");
         }
-    }
-
-    #[test]
-    fn filters_match_json_rows() {
-        let row: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(r#"{"category":"C","price":12.5,"name":"Mug","n":null}"#).unwrap();
-        let q = |s: &str| RowsQuery::parse(s, 100).unwrap();
-        assert!(q("category=C").affected_by(&row));
-        assert!(!q("category=A").affected_by(&row));
-        assert!(q("price[gte]=10").affected_by(&row));
-        assert!(!q("price[gt]=100").affected_by(&row));
-        assert!(!q("price[lt]=9").affected_by(&row)); // numeric, not text, comparison
-        assert!(q("name[like]=M%25").affected_by(&row));
-        assert!(!q("name[like]=X%25").affected_by(&row));
-        assert!(q("category[in]=A,C").affected_by(&row));
-        assert!(!q("n=1").affected_by(&row));
-        assert!(q("limit=5").affected_by(&row));
-        assert!(like("espresso", "%press_"));
-        assert!(!like("espresso", "press%"));
     }
 }

@@ -10,6 +10,7 @@ use assay_engine::access::AccessPolicy;
 use assay_engine::config::Project;
 use assay_engine::launcher::Launcher;
 use assay_engine::query::QueryService;
+use assay_engine::service::{Core, LakeService};
 use assay_engine::session::LakeCatalog;
 use assay_engine::users::UserStore;
 use assay_flight::AssayFlightSql;
@@ -37,8 +38,13 @@ pub(crate) async fn serve(
         .await
         .with_context(|| format!("opening lake {}", lake.root()))?;
     let query = QueryService::new(catalog, project.query.clone());
+    let max_rows = query.limits().max_rows.unwrap_or(10_000);
+    let launcher = Launcher::new(pipeline, project.run.clone(), lake.clone());
+    let core: Arc<dyn LakeService> = Arc::new(
+        Core::new(query, Arc::clone(&policy), project.cache.refresh).with_launcher(launcher),
+    );
     let keep_views = keep_views || project.serve.keep_views;
-    let service = AssayFlightSql::new(query.clone(), Arc::clone(&policy), keep_views)
+    let service = AssayFlightSql::new(Arc::clone(&core), keep_views)
         .map_err(|s| anyhow::anyhow!("starting Flight SQL: {}", s.message()))?;
     let addr = flight_addr.unwrap_or_else(|| project.serve.flight_addr.clone());
     let flight_listener = tokio::net::TcpListener::bind(&addr)
@@ -56,7 +62,14 @@ pub(crate) async fn serve(
     {
         Some(url) => Cache::redis(&url, project.cache.ttl).map_err(anyhow::Error::msg)?,
         None => Cache::memory(project.cache.capacity, project.cache.ttl),
-    };
+    }
+    .with_prefix(
+        project
+            .cache
+            .prefix
+            .clone()
+            .unwrap_or_else(|| assay_api::cache::lake_prefix(lake.root().as_str())),
+    );
     println!(
         "Flight SQL listening on grpc://{}",
         flight_listener.local_addr()?
@@ -66,8 +79,7 @@ pub(crate) async fn serve(
         http_listener.local_addr()?,
         cache.kind()
     );
-    let launcher = Launcher::new(pipeline, project.run.clone(), lake.clone());
-    let gateway = Gateway::new(query, policy, cache).with_launcher(launcher);
+    let gateway = Gateway::new(core, cache, max_rows);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -99,7 +111,7 @@ async fn access_policy(project: &Project, lake: &Lake) -> Result<AccessPolicy> {
     let has_config_users = !users.is_empty();
     let auth = &project.auth;
     let mut policy = AccessPolicy::new(users, auth.token_ttl)
-        .with_store(UserStore::new(lake.clone()), auth.signup);
+        .with_store(UserStore::new(lake.clone())?, auth.signup);
     match project.jwt_secret(env)? {
         Some(secret) => policy = policy.with_secret(secret.expose().as_bytes()),
         None => tracing::warn!(
@@ -117,14 +129,14 @@ async fn access_policy(project: &Project, lake: &Lake) -> Result<AccessPolicy> {
             .await
             .map_err(|e| anyhow::anyhow!("creating the bootstrap admin `{name}`: {e}"))?
         {
-            eprintln!("created admin account `{name}` in _system.users");
+            eprintln!("created admin account `{name}`");
         }
     } else if !has_config_users
         && let Some(store) = store
         && store
             .is_empty()
             .await
-            .with_context(|| format!("reading _system.users in {}", lake.root()))?
+            .with_context(|| format!("reading the accounts of {}", lake.root()))?
     {
         bail!(
             "no users: set ASSAY_ADMIN_USER and ASSAY_ADMIN_PASSWORD (the bootstrap admin) \

@@ -8,6 +8,31 @@ use deltalake::DeltaTableError;
 /// Result alias used across the engine.
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
+/// What kind of failure an error is, for a client: each server maps a kind to one status
+/// (an HTTP code, a gRPC code) through one table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The table, run, account or key does not exist, or the caller may not see it.
+    NotFound,
+    /// The request is malformed: a bad parameter, value, body, SQL or config.
+    Invalid,
+    /// The caller is known but may not do this.
+    Forbidden,
+    /// No credentials, or bad ones.
+    Unauthenticated,
+    /// The state does not allow it now: a taken name, a run in progress, a commit race.
+    Conflict,
+    /// A backend the request needs (storage, the account store, an issuer) is unreachable.
+    Unavailable,
+    /// The work ran past its time limit.
+    Timeout,
+    /// The result or the work exceeds a limit (rows, memory).
+    TooLarge,
+    /// A bug or an unexpected failure: details are logged, never sent.
+    Internal,
+}
+
 /// Everything that can go wrong in the engine, with the context a user needs to act.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -122,6 +147,34 @@ impl EngineError {
         }
     }
 
+    /// How a client should see this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            EngineError::Config { .. }
+            | EngineError::Sql { .. }
+            | EngineError::Cycle(_)
+            | EngineError::EmptySelection(_) => ErrorKind::Invalid,
+            EngineError::UnknownTable { .. } => ErrorKind::NotFound,
+            EngineError::NeedsFullRefresh { .. } => ErrorKind::Conflict,
+            EngineError::Query { source, .. } => crate::query::datafusion_kind(source),
+            EngineError::ObjectStore { source, .. } => store_kind(source),
+            EngineError::Delta { source, .. } => match source.as_ref() {
+                DeltaTableError::ObjectStore { source } => store_kind(source),
+                DeltaTableError::VersionAlreadyExists(_) | DeltaTableError::Transaction { .. } => {
+                    ErrorKind::Conflict
+                }
+                DeltaTableError::NotATable(_) | DeltaTableError::InvalidTableLocation(_) => {
+                    ErrorKind::NotFound
+                }
+                DeltaTableError::Io { .. } => ErrorKind::Unavailable,
+                _ => ErrorKind::Internal,
+            },
+            EngineError::LakeRoot { .. } | EngineError::Auth(_) | EngineError::InjectedFault(_) => {
+                ErrorKind::Internal
+            }
+        }
+    }
+
     /// True when retrying the same operation may succeed (IO, commit conflicts).
     pub fn is_transient(&self) -> bool {
         match self {
@@ -135,6 +188,17 @@ impl EngineError {
             },
             _ => false,
         }
+    }
+}
+
+/// The kind of an object store error: unreachable storage is `Unavailable`.
+fn store_kind(e: &object_store::Error) -> ErrorKind {
+    if store_error_is_transient(e) {
+        ErrorKind::Unavailable
+    } else if matches!(e, object_store::Error::NotFound { .. }) {
+        ErrorKind::NotFound
+    } else {
+        ErrorKind::Internal
     }
 }
 

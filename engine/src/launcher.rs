@@ -18,6 +18,7 @@ use crate::table::TableId;
 
 /// A run that has started and not yet been recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Running {
     /// Run id (UUID v7), the same `_system.runs` will hold.
     pub run_id: String,

@@ -13,9 +13,10 @@
 //! - [`stream`]: a step's inputs, one streamed incrementally and the others whole;
 //! - [`history`]: `_system.runs` and `_system.expectations`; [`launcher`]: runs a server
 //!   starts in the background (`POST /runs`);
-//! - [`access`] and [`query`]: who may see what, and read-only SQL with limits, shared by
-//!   the Flight SQL server and the REST gateway; [`users`]: accounts and API keys in
-//!   `_system.users` / `_system.api_keys`.
+//! - [`service`]: the serving core ([`service::LakeService`]) every server is a thin
+//!   adapter over: one authorization ([`access::authorize`]), one error kind per failure;
+//! - [`access`] and [`query`]: who may see what, and read-only SQL with limits;
+//!   [`users`]: accounts and API keys, kept outside the served namespace (`<root>/_auth/`).
 //!
 //! Data flows: each layer crate turns its config section into [`step::Step`]s; the binary
 //! puts them in a [`dag::Pipeline`] (upstreams come from the SQL's table references) and
@@ -31,6 +32,7 @@ pub mod history;
 pub mod launcher;
 pub mod query;
 pub mod runner;
+pub mod service;
 pub mod session;
 pub mod step;
 pub mod storage;
@@ -38,6 +40,6 @@ pub mod stream;
 pub mod table;
 pub mod users;
 
-pub use error::{EngineError, Result};
+pub use error::{EngineError, ErrorKind, Result};
 pub use storage::Lake;
 pub use table::{Layer, TableId};

@@ -2,7 +2,7 @@
 //! limit, returning a stream of record batches. REST and Flight SQL both sit on it.
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ use datafusion::sql::sqlparser::ast::Statement;
 use futures::{Stream, StreamExt};
 
 use crate::access::Principal;
+use crate::error::ErrorKind;
 use crate::session::{CATALOG, LakeCatalog};
 use crate::table::Layer;
 
@@ -70,30 +71,46 @@ pub enum QueryError {
 }
 
 impl QueryError {
-    /// Classifies a DataFusion error.
+    /// Classifies a DataFusion error (a root cause our limits raised keeps its kind).
     pub fn from_datafusion(e: DataFusionError) -> QueryError {
-        let root = e.find_root();
-        let user = |m: String| Some(QueryError::InvalidSql(m));
-        let classified = match root {
-            DataFusionError::SQL(err, _) => user(err.to_string()),
-            DataFusionError::ResourcesExhausted(m) => {
-                Some(QueryError::ResourcesExhausted(m.clone()))
-            }
-            DataFusionError::External(inner) => match inner.downcast_ref::<QueryError>() {
-                Some(QueryError::Timeout(d)) => Some(QueryError::Timeout(*d)),
-                Some(QueryError::TooManyRows(n)) => Some(QueryError::TooManyRows(*n)),
-                _ => None,
-            },
-            DataFusionError::Plan(m) if m.contains("not found") => {
-                Some(QueryError::NotFound(m.clone()))
-            }
-            DataFusionError::Plan(_) | DataFusionError::SchemaError(_, _) => {
-                user(root.strip_backtrace())
-            }
-            DataFusionError::NotImplemented(m) => user(m.clone()),
+        classify(&e).unwrap_or_else(|| QueryError::Internal(Box::new(e)))
+    }
+
+    /// How a client sees the error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            QueryError::InvalidSql(_) => ErrorKind::Invalid,
+            QueryError::ReadOnly(_) => ErrorKind::Forbidden,
+            QueryError::NotFound(_) => ErrorKind::NotFound,
+            QueryError::Timeout(_) => ErrorKind::Timeout,
+            QueryError::TooManyRows(_) | QueryError::ResourcesExhausted(_) => ErrorKind::TooLarge,
+            QueryError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+/// The kind of a DataFusion error, classified as a query error would be.
+pub fn datafusion_kind(e: &DataFusionError) -> ErrorKind {
+    classify(e).map_or(ErrorKind::Internal, |q| q.kind())
+}
+
+/// The user-facing class of a DataFusion error, `None` when it is ours (internal).
+fn classify(e: &DataFusionError) -> Option<QueryError> {
+    let root = e.find_root();
+    match root {
+        DataFusionError::SQL(err, _) => Some(QueryError::InvalidSql(err.to_string())),
+        DataFusionError::ResourcesExhausted(m) => Some(QueryError::ResourcesExhausted(m.clone())),
+        DataFusionError::External(inner) => match inner.downcast_ref::<QueryError>() {
+            Some(QueryError::Timeout(d)) => Some(QueryError::Timeout(*d)),
+            Some(QueryError::TooManyRows(n)) => Some(QueryError::TooManyRows(*n)),
+            Some(QueryError::NotFound(m)) => Some(QueryError::NotFound(m.clone())),
             _ => None,
-        };
-        classified.unwrap_or_else(|| QueryError::Internal(Box::new(e)))
+        },
+        DataFusionError::Plan(_) | DataFusionError::SchemaError(_, _) => {
+            Some(QueryError::InvalidSql(root.strip_backtrace()))
+        }
+        DataFusionError::NotImplemented(m) => Some(QueryError::InvalidSql(m.clone())),
+        _ => None,
     }
 }
 
@@ -126,6 +143,14 @@ impl QueryService {
     /// # Errors
     /// The runtime cannot be built.
     pub fn session(&self, principal: &Principal) -> Result<SessionContext, QueryError> {
+        Ok(self.recording_session(principal)?.0)
+    }
+
+    /// [`QueryService::session`], and the names of the tables its lookups did not find.
+    fn recording_session(
+        &self,
+        principal: &Principal,
+    ) -> Result<(SessionContext, Missing), QueryError> {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(self.limits.memory_bytes, 1.0)
             .build_arc()
@@ -135,12 +160,14 @@ impl QueryService {
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(false);
         let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let missing = Missing::default();
         let visible = RoleCatalog {
             inner: Arc::clone(&self.catalog),
             layers: principal.role.layers(),
+            missing: missing.clone(),
         };
         ctx.register_catalog(CATALOG, Arc::new(visible));
-        Ok(ctx)
+        Ok((ctx, missing))
     }
 
     /// Plans a read-only query (optionally with `$1`-style parameter values).
@@ -155,9 +182,13 @@ impl QueryService {
     ) -> Result<DataFrame, QueryError> {
         check_read_only(sql)?;
         let sql = number_placeholders(sql);
-        let ctx = self.session(principal)?;
+        let (ctx, missing) = self.recording_session(principal)?;
         let planning = async {
-            let df = ctx.sql(&sql).await.map_err(QueryError::from_datafusion)?;
+            let df = ctx.sql(&sql).await.map_err(|e| {
+                missing
+                    .error()
+                    .unwrap_or_else(|| QueryError::from_datafusion(e))
+            })?;
             match params {
                 Some(p) => df.with_param_values(p).map_err(QueryError::from_datafusion),
                 None => Ok(df),
@@ -258,11 +289,32 @@ pub fn check_read_only(sql: &str) -> Result<(), QueryError> {
     Ok(())
 }
 
-/// The lake catalog as one principal sees it.
+/// Tables a session's lookups did not find (unknown, hidden, or not a table name at all).
+#[derive(Debug, Clone, Default)]
+struct Missing(Arc<Mutex<Vec<String>>>);
+
+impl Missing {
+    fn push(&self, name: String) {
+        if let Ok(mut m) = self.0.lock() {
+            m.push(name);
+        }
+    }
+
+    /// The first missing table, as the error of a plan that failed.
+    fn error(&self) -> Option<QueryError> {
+        let m = self.0.lock().ok()?;
+        m.first()
+            .map(|name| QueryError::NotFound(format!("table {name} not found")))
+    }
+}
+
+/// The lake catalog as one principal sees it; lookups that find nothing are recorded, so
+/// a failed plan can say which table was missing without reading the planner's message.
 #[derive(Debug)]
 struct RoleCatalog {
     inner: Arc<LakeCatalog>,
     layers: Vec<Layer>,
+    missing: Missing,
 }
 
 impl CatalogProvider for RoleCatalog {
@@ -271,11 +323,51 @@ impl CatalogProvider for RoleCatalog {
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        let layer = Layer::parse(name)?;
-        if !self.layers.contains(&layer) {
-            return None;
+        let visible = Layer::parse(name)
+            .filter(|l| self.layers.contains(l))
+            .and_then(|_| self.inner.schema(name));
+        Some(Arc::new(RecordingSchema {
+            schema: name.to_string(),
+            inner: visible,
+            missing: self.missing.clone(),
+        }))
+    }
+}
+
+/// A layer as the principal sees it (`inner: None` for a layer it may not see, which then
+/// holds no table), recording the names it does not find.
+#[derive(Debug)]
+struct RecordingSchema {
+    schema: String,
+    inner: Option<Arc<dyn SchemaProvider>>,
+    missing: Missing,
+}
+
+#[async_trait::async_trait]
+impl SchemaProvider for RecordingSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.inner
+            .as_ref()
+            .map(|s| s.table_names())
+            .unwrap_or_default()
+    }
+
+    async fn table(
+        &self,
+        name: &str,
+    ) -> Result<Option<Arc<dyn datafusion::catalog::TableProvider>>, DataFusionError> {
+        let found = match &self.inner {
+            Some(s) => s.table(name).await?,
+            None => None,
+        };
+        if found.is_none() {
+            self.missing.push(format!("{}.{name}", self.schema));
         }
-        self.inner.schema(name)
+        Ok(found)
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.inner.as_ref().is_some_and(|s| s.table_exist(name))
     }
 }
 

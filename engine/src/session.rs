@@ -111,9 +111,6 @@ impl SchemaProvider for LakeSchema {
         name: &str,
     ) -> std::result::Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
         let id = TableId::new(self.layer, name);
-        if crate::users::is_private(&id) {
-            return Ok(None);
-        }
         let Some(table) = self
             .lake
             .open(&id)

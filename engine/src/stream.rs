@@ -144,12 +144,6 @@ pub async fn prepare(
     stream: &TableId,
     upstreams: &[TableId],
 ) -> Result<Prepared> {
-    if let Some(private) = upstreams.iter().find(|u| crate::users::is_private(u)) {
-        return Err(EngineError::UnknownTable {
-            model: consumer.to_string(),
-            table: private.to_string(),
-        });
-    }
     let Some(stream_table) = ctx.lake.open(stream).await? else {
         return Ok(Prepared::Waiting(stream.clone()));
     };

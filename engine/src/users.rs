@@ -1,4 +1,6 @@
-//! Accounts and API keys, kept in the lake: `_system.users` and `_system.api_keys`.
+//! Accounts and API keys, kept in the lake but outside its served namespace: Delta tables
+//! `_system.users` and `_system.api_keys` of the lake under `<root>/_auth/`, which no
+//! catalog, listing or SQL session ever sees (the serving layers need no filter for them).
 //!
 //! Both tables are append-only change logs: every signup, activation, role change, key
 //! creation or revocation appends one row (one Delta commit), and the row with the highest
@@ -41,11 +43,8 @@ pub fn api_keys_table() -> TableId {
     TableId::new(Layer::System, "api_keys")
 }
 
-/// True for the credential tables: they are never listed, queried or served (only the
-/// account store reads them), so password and key hashes stay out of SQL and REST.
-pub fn is_private(id: &TableId) -> bool {
-    id.layer == Layer::System && matches!(id.name.as_str(), "users" | "api_keys")
-}
+/// The namespace (a directory under the lake root) that holds the credential tables.
+pub const AUTH_DIR: &str = "_auth";
 
 fn ts() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
@@ -213,7 +212,12 @@ struct State {
 /// The accounts and API keys of one lake, cached in memory.
 #[derive(Debug, Clone)]
 pub struct UserStore {
+    /// The `_auth` namespace of the lake.
     lake: Lake,
+    /// The lake itself, where older versions kept the credential tables (moved on first
+    /// use).
+    served: Lake,
+    migrated: Arc<tokio::sync::OnceCell<()>>,
     state: Arc<RwLock<State>>,
     writes: Arc<tokio::sync::Mutex<()>>,
 }
@@ -286,17 +290,59 @@ fn latest<T>(rows: Vec<T>, key: impl Fn(&T) -> String, seq: impl Fn(&T) -> i64) 
 }
 
 impl UserStore {
-    /// A store over a lake's `_system.users` and `_system.api_keys` (created on first write).
-    pub fn new(lake: Lake) -> Self {
-        UserStore {
-            lake,
+    /// A store over the credential tables under `<root>/_auth/` (created on first write).
+    ///
+    /// # Errors
+    /// The namespace cannot be addressed on this store.
+    pub fn new(lake: Lake) -> Result<Self> {
+        Ok(UserStore {
+            lake: lake.child(AUTH_DIR)?,
+            served: lake,
+            migrated: Arc::default(),
             state: Arc::new(RwLock::new(State {
                 users: Log::default(),
                 keys: Log::default(),
                 checked: None,
             })),
             writes: Arc::new(tokio::sync::Mutex::new(())),
+        })
+    }
+
+    /// Moves credential tables an older version kept among the served tables
+    /// (`<root>/_system/users`, `<root>/_system/api_keys`) into `_auth`, once: their rows
+    /// are copied, then the old tables deleted.
+    async fn migrate(&self) -> Result<()> {
+        for id in [users_table(), api_keys_table()] {
+            let Some(old) = self.served.open(&id).await? else {
+                continue;
+            };
+            if self.lake.latest_version(&id).await?.is_none() {
+                let ctx = SessionContext::new();
+                let rows = delta::scan(&id, &old, &ctx, None).await?;
+                let info = CommitInfo::new(Vec::new(), &uuid::Uuid::now_v7().to_string())
+                    .with("assay.auth.by", "migration");
+                write_frame(&self.lake, &id, rows, WriteMode::Append, &[], &info).await?;
+            }
+            let (store, root) = self.served.store()?;
+            let prefix = root.join(id.layer.as_str()).join(id.name.as_str());
+            let paths: Vec<object_store::path::Path> = {
+                use futures::TryStreamExt;
+                store
+                    .list(Some(&prefix))
+                    .map_ok(|m| m.location)
+                    .try_collect()
+                    .await
+                    .map_err(|e| EngineError::object_store(self.served.table_url(&id), e))?
+            };
+            for path in paths {
+                use object_store::ObjectStoreExt;
+                if let Err(e) = store.delete(&path).await {
+                    tracing::warn!(path = %path, error = %e, "could not delete a moved credential file");
+                }
+            }
+            tracing::info!(table = %id, to = %self.lake.root(), "credential table moved out of the served lake");
         }
+        Ok(())
     }
 
     fn read<R>(&self, f: impl FnOnce(&State) -> R) -> Result<R> {
@@ -321,6 +367,7 @@ impl UserStore {
     /// # Errors
     /// The lake could not be read.
     pub async fn refresh(&self, force: bool) -> Result<()> {
+        self.migrated.get_or_try_init(|| self.migrate()).await?;
         let fresh = self.read(|s| s.checked.is_some_and(|t| t.elapsed() < REFRESH_EVERY))?;
         if fresh && !force {
             return Ok(());
@@ -576,7 +623,7 @@ mod tests {
     async fn accounts_and_keys_live_in_the_lake() {
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::resolve(dir.path().to_str().unwrap(), dir.path()).unwrap();
-        let store = UserStore::new(lake.clone());
+        let store = UserStore::new(lake.clone()).unwrap();
         assert!(store.is_empty().await.unwrap());
         let ana = store
             .create("ana", "pw-123456", Role::Reader, false, "signup")
@@ -603,7 +650,7 @@ mod tests {
         assert!(key.starts_with(&format!("ak_{}_", rec.key_id)));
 
         // A second store on the same lake (another process) sees the current state.
-        let other = UserStore::new(lake);
+        let other = UserStore::new(lake.clone()).unwrap();
         let ana = other.user("ana").await.unwrap().unwrap();
         assert!(ana.is_active);
         assert_eq!(ana.effective_role(), Role::Engineer);
@@ -616,5 +663,18 @@ mod tests {
         store.refresh(true).await.unwrap();
         assert!(store.api_key(&rec.key_id).await.unwrap().unwrap().revoked);
         assert_eq!(store.users().await.unwrap().len(), 1);
+        // The served lake holds no credential table: nothing to list, filter or serve.
+        assert!(lake.table_names(Layer::System).await.unwrap().is_empty());
+        assert!(dir.path().join("_auth/_system/users/_delta_log").is_dir());
+
+        // Credential tables an older version kept in `_system` (here: the `_system` of the
+        // lake at `_auth`) move into that lake's own `_auth` on first use.
+        let legacy =
+            Lake::resolve(dir.path().join(AUTH_DIR).to_str().unwrap(), dir.path()).unwrap();
+        let moved = UserStore::new(legacy.clone()).unwrap();
+        assert!(moved.user("ana").await.unwrap().unwrap().is_active);
+        assert!(moved.api_key(&rec.key_id).await.unwrap().unwrap().revoked);
+        assert!(legacy.table_names(Layer::System).await.unwrap().is_empty());
+        assert_eq!(legacy.latest_version(&users_table()).await.unwrap(), None);
     }
 }

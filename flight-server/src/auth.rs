@@ -1,6 +1,5 @@
 //! Handshake credentials and bearer tokens, checked by the engine's access policy.
 
-use assay_engine::access::{AccessPolicy, AuthError, Principal};
 use base64::Engine;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -42,20 +41,4 @@ pub(crate) fn bearer(md: &MetadataMap) -> Result<String, Status> {
         .strip_prefix("Bearer ")
         .ok_or_else(|| Status::unauthenticated("expected a bearer token"))?;
     Ok(token.trim().to_string())
-}
-
-/// The gRPC status of an authentication failure.
-pub(crate) fn status(e: AuthError) -> Status {
-    match e {
-        AuthError::Inactive(_) | AuthError::Forbidden(_) => {
-            Status::permission_denied(e.to_string())
-        }
-        AuthError::Unavailable => Status::unavailable(e.to_string()),
-        _ => Status::unauthenticated(e.to_string()),
-    }
-}
-
-/// The principal a bearer token stands for.
-pub(crate) async fn principal(policy: &AccessPolicy, token: &str) -> Result<Principal, Status> {
-    policy.verify_token(token).await.map_err(status)
 }

@@ -1,24 +1,29 @@
-//! One mapping from query errors to gRPC status codes. Internal details are logged, never
-//! sent.
+//! One table from the serving core's error kinds to gRPC status codes. Internal details
+//! are logged, never sent.
 
-use assay_engine::query::QueryError;
-use tonic::Status;
+use assay_engine::ErrorKind;
+use assay_engine::service::ServiceError;
+use tonic::{Code, Status};
 
-/// The status a client sees for a query error.
-pub(crate) fn status(e: QueryError) -> Status {
-    match e {
-        QueryError::InvalidSql(m) => Status::invalid_argument(m),
-        QueryError::ReadOnly(m) => Status::permission_denied(format!("read-only server: {m}")),
-        QueryError::NotFound(m) => Status::not_found(m),
-        QueryError::Timeout(_) => Status::deadline_exceeded(e.to_string()),
-        QueryError::TooManyRows(_) | QueryError::ResourcesExhausted(_) => {
-            Status::resource_exhausted(e.to_string())
-        }
-        QueryError::Internal(inner) => {
-            tracing::error!(error = %inner, "query failed");
-            Status::internal("internal error")
-        }
+/// The gRPC code of an error kind.
+pub(crate) fn code_of(kind: ErrorKind) -> Code {
+    match kind {
+        ErrorKind::NotFound => Code::NotFound,
+        ErrorKind::Invalid => Code::InvalidArgument,
+        ErrorKind::Forbidden => Code::PermissionDenied,
+        ErrorKind::Unauthenticated => Code::Unauthenticated,
+        ErrorKind::Conflict => Code::FailedPrecondition,
+        ErrorKind::Unavailable => Code::Unavailable,
+        ErrorKind::Timeout => Code::DeadlineExceeded,
+        ErrorKind::TooLarge => Code::ResourceExhausted,
+        ErrorKind::Internal => Code::Internal,
     }
+}
+
+/// The status a client sees for an error of the serving core.
+pub(crate) fn status(e: ServiceError) -> Status {
+    e.log();
+    Status::new(code_of(e.kind()), e.message().to_string())
 }
 
 /// A status for a failure that is ours, logged with its cause.

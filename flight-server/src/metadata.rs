@@ -9,10 +9,6 @@ use arrow_flight::sql::metadata::{
     SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfo, XdbcTypeInfoData, XdbcTypeInfoDataBuilder,
 };
 use arrow_flight::sql::{Nullable, Searchable, SqlInfo, XdbcDataType};
-use assay_engine::access::Principal;
-use assay_engine::query::QueryService;
-use assay_engine::session::CATALOG;
-use datafusion::catalog::CatalogProvider;
 use tonic::Status;
 
 use crate::error::internal;
@@ -145,49 +141,6 @@ pub(crate) fn xdbc_info() -> Result<XdbcTypeInfoData, Status> {
     ));
     b.build()
         .map_err(|e| internal("building XDBC type info", e))
-}
-
-/// Schemas (layers) the principal may see, as `(catalog, schema)`.
-pub(crate) fn schemas(principal: &Principal) -> Vec<(String, String)> {
-    principal
-        .role
-        .layers()
-        .into_iter()
-        .map(|l| (CATALOG.to_string(), l.as_str().to_string()))
-        .collect()
-}
-
-/// Tables the principal may see, with their Arrow schemas when `with_schema`.
-pub(crate) async fn tables(
-    query: &QueryService,
-    principal: &Principal,
-    with_schema: bool,
-) -> Result<Vec<(String, String, SchemaRef)>, Status> {
-    let catalog = query.catalog();
-    catalog
-        .refresh()
-        .await
-        .map_err(|e| internal("listing the lake", e))?;
-    let mut out = Vec::new();
-    for layer in principal.role.layers() {
-        let Some(schema) = catalog.schema(layer.as_str()) else {
-            continue;
-        };
-        for name in schema.table_names() {
-            let table_schema = if with_schema {
-                match schema.table(&name).await {
-                    Ok(Some(t)) => t.schema(),
-                    // Dropped between listing and opening: leave it out.
-                    Ok(None) => continue,
-                    Err(e) => return Err(internal("opening a table", e)),
-                }
-            } else {
-                Arc::new(Schema::empty())
-            };
-            out.push((layer.as_str().to_string(), name, table_schema));
-        }
-    }
-    Ok(out)
 }
 
 /// The result schema of GetPrimaryKeys (always empty: lake tables declare no keys).

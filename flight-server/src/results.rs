@@ -9,7 +9,6 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow_flight::FlightData;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
-use assay_engine::query::QueryError;
 use datafusion::execution::SendableRecordBatchStream;
 use futures::{Stream, StreamExt, TryStreamExt};
 use tonic::Status;
@@ -65,7 +64,7 @@ pub(crate) fn encode(stream: SendableRecordBatchStream, keep_views: bool) -> Fli
     let batches = stream.map(move |r| match r {
         Ok(batch) => cast_batch(batch, &target),
         Err(e) => Err(FlightError::Tonic(Box::new(status(
-            QueryError::from_datafusion(e),
+            assay_engine::service::ServiceError::from(e),
         )))),
     });
     let encoded = FlightDataEncoderBuilder::new()

@@ -23,8 +23,8 @@ use arrow_flight::{
     Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
     Ticket,
 };
-use assay_engine::access::{AccessPolicy, Principal};
-use assay_engine::query::QueryService;
+use assay_engine::access::Principal;
+use assay_engine::service::LakeService;
 use assay_engine::session::CATALOG;
 use datafusion::common::ParamValues;
 use futures::{Stream, TryStreamExt};
@@ -38,11 +38,10 @@ use crate::metadata::{self, TABLE_TYPE};
 use crate::prepared::{Prepared, PreparedStore, ipc_schema, params_from};
 use crate::results::{FlightStream, client_schema, encode, encode_batch};
 
-/// The Flight SQL service over the lake.
+/// The Flight SQL service over the lake: a thin adapter over the serving core.
 #[derive(Clone)]
 pub struct AssayFlightSql {
-    query: QueryService,
-    policy: Arc<AccessPolicy>,
+    core: Arc<dyn LakeService>,
     keep_views: bool,
     sql_info: Arc<SqlInfoData>,
     xdbc_info: Arc<XdbcTypeInfoData>,
@@ -58,20 +57,14 @@ impl std::fmt::Debug for AssayFlightSql {
 }
 
 impl AssayFlightSql {
-    /// A service answering with `query` and checking callers with `policy`. With
-    /// `keep_views`, `Utf8View`/`BinaryView` columns are sent as they are instead of as
-    /// `Utf8`/`Binary`.
+    /// A service over the serving core. With `keep_views`, `Utf8View`/`BinaryView` columns
+    /// are sent as they are instead of as `Utf8`/`Binary`.
     ///
     /// # Errors
     /// Building the static server metadata failed (a bug).
-    pub fn new(
-        query: QueryService,
-        policy: Arc<AccessPolicy>,
-        keep_views: bool,
-    ) -> Result<Self, Status> {
+    pub fn new(core: Arc<dyn LakeService>, keep_views: bool) -> Result<Self, Status> {
         Ok(AssayFlightSql {
-            query,
-            policy,
+            core,
             keep_views,
             sql_info: Arc::new(metadata::sql_info()?),
             xdbc_info: Arc::new(metadata::xdbc_info()?),
@@ -86,7 +79,7 @@ impl AssayFlightSql {
         request: &Request<T>,
     ) -> impl std::future::Future<Output = Result<Principal, Status>> + Send + use<'_, T> {
         let token = auth::bearer(request.metadata());
-        async move { auth::principal(&self.policy, &token?).await }
+        async move { self.core.principal(&token?).await.map_err(status) }
     }
 
     fn info(
@@ -138,12 +131,16 @@ impl AssayFlightSql {
         sql: &str,
         params: Option<ParamValues>,
     ) -> Result<FlightStream, Status> {
-        let df = self
-            .query
+        let planned = self
+            .core
             .plan(principal, sql, params)
             .await
             .map_err(status)?;
-        let stream = self.query.execute(df).await.map_err(status)?;
+        let stream = self
+            .core
+            .execute(principal, planned)
+            .await
+            .map_err(status)?;
         Ok(encode(stream, self.keep_views))
     }
 
@@ -153,12 +150,12 @@ impl AssayFlightSql {
         sql: &str,
         params: Option<ParamValues>,
     ) -> Result<Arc<Schema>, Status> {
-        let df = self
-            .query
+        let planned = self
+            .core
             .plan(principal, sql, params)
             .await
             .map_err(status)?;
-        Ok(client_schema(df.schema().as_arrow(), self.keep_views))
+        Ok(client_schema(&planned.schema(), self.keep_views))
     }
 }
 
@@ -174,13 +171,9 @@ impl FlightSqlService for AssayFlightSql {
         Status,
     > {
         let (user, password) = auth::basic(request.metadata())?;
-        let principal = self
-            .policy
-            .authenticate(&user, &password)
-            .await
-            .map_err(auth::status)?;
-        let token = self.policy.issue_token(&principal).map_err(auth::status)?;
-        tracing::info!(user = %principal.name, "flight handshake");
+        let login = self.core.login(&user, &password).await.map_err(status)?;
+        let token = login.token;
+        tracing::info!(user = %login.user, "flight handshake");
         let reply = HandshakeResponse {
             protocol_version: 0,
             payload: token.clone().into(),
@@ -229,16 +222,15 @@ impl FlightSqlService for AssayFlightSql {
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let principal = self.principal(&request).await?;
-        let df = self
-            .query
+        let planned = self
+            .core
             .plan(&principal, &query.query, None)
             .await
             .map_err(status)?;
-        let dataset = client_schema(df.schema().as_arrow(), self.keep_views);
-        let mut params: Vec<(usize, Field)> = df
-            .logical_plan()
-            .get_parameter_types()
-            .map_err(|e| status(assay_engine::query::QueryError::from_datafusion(e)))?
+        let dataset = client_schema(&planned.schema(), self.keep_views);
+        let mut params: Vec<(usize, Field)> = planned
+            .parameters()
+            .map_err(status)?
             .into_iter()
             .map(|(name, ty)| {
                 let index = name
@@ -370,8 +362,8 @@ impl FlightSqlService for AssayFlightSql {
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let principal = self.principal(&request).await?;
         let mut builder = query.into_builder();
-        for (catalog, schema) in metadata::schemas(&principal) {
-            builder.append(catalog, schema);
+        for layer in self.core.layers(&principal) {
+            builder.append(CATALOG, layer.as_str());
         }
         let batch = builder.build().map_err(|e| internal("schemas", e))?;
         Ok(Response::new(encode_batch(batch)))
@@ -395,10 +387,24 @@ impl FlightSqlService for AssayFlightSql {
         let principal = self.principal(&request).await?;
         let mut builder = query.into_builder();
         let with_schema = builder.include_schema();
-        for (layer, name, schema) in metadata::tables(&self.query, &principal, with_schema).await? {
-            let schema = client_schema(&schema, self.keep_views);
+        let tables = self
+            .core
+            .table_versions(&principal, &[])
+            .await
+            .map_err(status)?;
+        for (id, _) in tables {
+            let schema = if with_schema {
+                match self.core.schema(&principal, &id).await {
+                    Ok(s) => client_schema(&s, self.keep_views),
+                    // Dropped between listing and opening: leave it out.
+                    Err(e) if e.kind() == assay_engine::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(status(e)),
+                }
+            } else {
+                Arc::new(Schema::empty())
+            };
             builder
-                .append(CATALOG, layer, name, TABLE_TYPE, &schema)
+                .append(CATALOG, id.layer.as_str(), &id.name, TABLE_TYPE, &schema)
                 .map_err(|e| internal("tables", e))?;
         }
         let batch = builder.build().map_err(|e| internal("tables", e))?;

@@ -28,7 +28,7 @@ async fn server_with(signup: SignupPolicy, oidc: Option<OidcSettings>) -> Server
         move |p, lake| {
             let p = p
                 .with_secret(SECRET)
-                .with_store(UserStore::new(lake.clone()), signup);
+                .with_store(UserStore::new(lake.clone()).unwrap(), signup);
             match oidc {
                 Some(o) => p.with_oidc(o),
                 None => p,
@@ -52,17 +52,15 @@ async fn login(s: &Server, user: &str, password: &str) -> (u16, Value) {
 #[tokio::test]
 async fn approval_signup_admin_activation_roles_and_deactivation() {
     let s = server(SignupPolicy::Approval).await;
-    // The bootstrap admin goes into _system.users once.
+    // The bootstrap admin goes into the account store once.
     assert!(
-        s.gateway
-            .policy
+        s.policy
             .bootstrap_admin("root", "root-password")
             .await
             .unwrap()
     );
     assert!(
-        !s.gateway
-            .policy
+        !s.policy
             .bootstrap_admin("root", "other-password")
             .await
             .unwrap()
@@ -206,9 +204,11 @@ async fn approval_signup_admin_activation_roles_and_deactivation() {
         .await;
     assert!(!body.to_string().contains("users"), "{body}");
 
-    // Every change is a commit of _system.users.
+    // Every change is a commit of the account table, kept under `<root>/_auth/`.
     let version = s
         .lake
+        .child(assay_engine::users::AUTH_DIR)
+        .unwrap()
         .latest_version(&assay_engine::users::users_table())
         .await
         .unwrap();
@@ -269,7 +269,7 @@ async fn forged_unsigned_and_expired_tokens_get_401() {
         role: Role::Admin,
     };
     let catalog = "/api/v1/catalog";
-    let good = s.gateway.policy.issue_token(&admin).unwrap();
+    let good = s.policy.issue_token(&admin).unwrap();
     assert_eq!(s.json(Method::GET, catalog, Some(&good), None).await.0, 200);
 
     let other = AccessPolicy::new(Vec::new(), Duration::from_secs(60))
@@ -301,7 +301,6 @@ async fn forged_unsigned_and_expired_tokens_get_401() {
     assert_eq!(s.json(Method::GET, catalog, Some(&none), None).await.0, 401);
 
     let expired = s
-        .gateway
         .policy
         .issue_token_with(&admin, now() - 7200, Duration::from_secs(3600))
         .unwrap();

@@ -9,6 +9,7 @@ use assay_api::{Cache, Gateway};
 use assay_engine::Lake;
 use assay_engine::access::{AccessPolicy, LocalUser, Role, Secret};
 use assay_engine::query::{QueryLimits, QueryService};
+use assay_engine::service::{Core, LakeService};
 use assay_engine::session::LakeCatalog;
 use reqwest::{Method, Response};
 
@@ -18,10 +19,14 @@ pub(crate) const ENGINEER: (&str, &str) = ("eve", "engineer-pw");
 
 pub(crate) use assay_testkit::{append, products};
 
+/// How often the test gateways re-read served tables' versions.
+pub(crate) const REFRESH: Duration = Duration::from_millis(200);
+
 pub(crate) struct Server {
     pub(crate) addr: SocketAddr,
     pub(crate) lake: Lake,
     pub(crate) gateway: Gateway,
+    pub(crate) policy: Arc<AccessPolicy>,
     client: reqwest::Client,
     _dir: tempfile::TempDir,
     _backend: assay_testkit::Backend,
@@ -69,17 +74,48 @@ impl Server {
         Self::start_full(backend, cache, limits, |p, _| p, |g| g).await
     }
 
-    /// A gateway whose policy (built with the config users, on the lake) and gateway pass
-    /// through `policy` and `gateway` first.
+    /// A gateway whose policy (built with the config users, on the lake) and serving core
+    /// pass through `policy` and `core` first.
     pub(crate) async fn start_full(
         backend: assay_testkit::Backend,
         cache: Cache,
         limits: QueryLimits,
         policy: impl FnOnce(AccessPolicy, &Lake) -> AccessPolicy,
-        gateway: impl FnOnce(Gateway) -> Gateway,
+        core: impl FnOnce(Core) -> Core,
     ) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let lake = assay_testkit::seeded_lake(&backend, dir.path()).await;
+        Self::on_lake(lake, dir, backend, cache, limits, REFRESH, policy, core).await
+    }
+
+    /// Another gateway on `other`'s lake with a Redis cache at `url` that re-reads versions
+    /// only every `refresh` (a replica behind the same load balancer).
+    pub(crate) async fn replica_of(other: &Server, url: &str, refresh: Duration) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        Self::on_lake(
+            other.lake.clone(),
+            dir,
+            assay_testkit::Backend::Local,
+            Cache::redis(url, Duration::from_secs(600)).unwrap(),
+            QueryLimits::default(),
+            refresh,
+            |p, _| p,
+            |c| c,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn on_lake(
+        lake: Lake,
+        dir: tempfile::TempDir,
+        backend: assay_testkit::Backend,
+        cache: Cache,
+        limits: QueryLimits,
+        refresh: Duration,
+        policy: impl FnOnce(AccessPolicy, &Lake) -> AccessPolicy,
+        core: impl FnOnce(Core) -> Core,
+    ) -> Server {
         let user = |(name, pw): (&str, &str), role| LocalUser {
             name: name.into(),
             password: Secret::new(pw),
@@ -95,11 +131,12 @@ impl Server {
         );
         let policy = Arc::new(policy(base, &lake));
         let catalog = LakeCatalog::load(lake.clone()).await.unwrap();
-        let gateway = gateway(Gateway::new(
-            QueryService::new(catalog, limits),
-            policy,
-            cache,
-        ));
+        let query = QueryService::new(catalog, limits);
+        let max_rows = query.limits().max_rows.unwrap_or(10_000);
+        let core = core(Core::new(query, Arc::clone(&policy), refresh));
+        let cache = cache.with_prefix(assay_api::cache::lake_prefix(lake.root().as_str()));
+        let core: std::sync::Arc<dyn LakeService> = std::sync::Arc::new(core);
+        let gateway = Gateway::new(core, cache, max_rows);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -110,6 +147,7 @@ impl Server {
             addr,
             lake,
             gateway,
+            policy,
             client: reqwest::Client::new(),
             _dir: dir,
             _backend: backend,

@@ -1,7 +1,9 @@
 //! Who is calling and what they may see: one policy for REST and Flight SQL.
 //!
-//! Roles: `reader` sees `gold`; `engineer` sees `silver` and `gold`; `admin` sees every
-//! layer (including `bronze` and `_system`) and may trigger runs and write rows.
+//! Roles: `reader` sees `gold`; `engineer` sees `silver`, `gold` and `_system` (run
+//! history, expectation outcomes); `admin` sees every layer (including `bronze`) and may
+//! trigger runs, write rows and manage accounts. [`authorize`] is the one decision every
+//! server asks.
 //!
 //! Callers prove who they are with a password (config users from `[[users]]`, or accounts
 //! in `_system.users`), and then with a bearer token, one of:
@@ -28,11 +30,12 @@ use crate::users::{UserRecord, UserStore, hash_key_secret, verify_password};
 
 /// What a principal may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Sees gold.
     Reader,
-    /// Sees silver and gold.
+    /// Sees silver, gold and `_system`; reads run history.
     Engineer,
     /// Sees everything; may run pipelines and write.
     Admin,
@@ -43,7 +46,7 @@ impl Role {
     pub fn can_read(self, layer: Layer) -> bool {
         match self {
             Role::Admin => true,
-            Role::Engineer => matches!(layer, Layer::Silver | Layer::Gold),
+            Role::Engineer => matches!(layer, Layer::Silver | Layer::Gold | Layer::System),
             Role::Reader => layer == Layer::Gold,
         }
     }
@@ -64,6 +67,92 @@ impl Role {
             "admin" => Some(Role::Admin),
             _ => None,
         }
+    }
+}
+
+impl Role {
+    /// The role's name as written (`reader`, `engineer`, `admin`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Reader => "reader",
+            Role::Engineer => "engineer",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Something a caller wants to do; [`authorize`] decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action<'a> {
+    /// Read a table: its detail, rows, or SQL over it.
+    ReadTable(&'a crate::table::TableId),
+    /// Append rows to a table.
+    WriteRows(&'a crate::table::TableId),
+    /// Read run history (`_system.runs` through the runs endpoints).
+    ReadRuns,
+    /// Start a run.
+    StartRun,
+    /// Read the server's metrics.
+    ReadMetrics,
+    /// List, create and change accounts.
+    ManageAccounts,
+    /// See the API keys of every account.
+    ListAllKeys,
+    /// Revoke an API key owned by `owner`.
+    RevokeKey {
+        /// The key's owner.
+        owner: &'a str,
+    },
+}
+
+/// Whether `principal` may do `action`: the one authorization decision of every server.
+///
+/// # Errors
+/// A table in a layer the role does not see is not found (it does not exist for the
+/// caller); an action above the role is forbidden, naming who needs to do it.
+pub fn authorize(
+    principal: &Principal,
+    action: Action<'_>,
+) -> Result<(), crate::service::ServiceError> {
+    use crate::service::ServiceError;
+    let role = principal.role;
+    let needs = |who: &str, what: &str| {
+        Err(ServiceError::forbidden(format!(
+            "user `{}` ({role}) may not {what}: {who} only",
+            principal.name
+        )))
+    };
+    match action {
+        Action::ReadTable(id) => {
+            if role.can_read(id.layer) {
+                Ok(())
+            } else {
+                Err(ServiceError::not_found(format!("table {id} not found")))
+            }
+        }
+        Action::WriteRows(id) => {
+            authorize(principal, Action::ReadTable(id))?;
+            if role == Role::Admin {
+                Ok(())
+            } else {
+                needs("admins", &format!("write rows to {id}"))
+            }
+        }
+        Action::ReadRuns | Action::ReadMetrics if role >= Role::Engineer => Ok(()),
+        Action::ReadRuns => needs("engineers and admins", "see run history"),
+        Action::ReadMetrics => needs("engineers and admins", "read metrics"),
+        _ if role == Role::Admin => Ok(()),
+        Action::RevokeKey { owner } if owner == principal.name => Ok(()),
+        Action::RevokeKey { .. } => Err(ServiceError::not_found("no such API key")),
+        Action::StartRun => needs("admins", "start runs"),
+        Action::ManageAccounts => needs("admins", "manage accounts"),
+        Action::ListAllKeys => needs("admins", "list every account's API keys"),
     }
 }
 
@@ -160,6 +249,21 @@ pub enum AuthError {
     /// The account store or the OIDC issuer could not be reached (details are logged).
     #[error("authentication is unavailable")]
     Unavailable,
+}
+
+impl AuthError {
+    /// How a client sees the error.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            AuthError::BadCredentials | AuthError::BadToken => ErrorKind::Unauthenticated,
+            AuthError::Inactive(_) | AuthError::Forbidden(_) => ErrorKind::Forbidden,
+            AuthError::Invalid(_) => ErrorKind::Invalid,
+            AuthError::Conflict(_) => ErrorKind::Conflict,
+            AuthError::NotFound(_) => ErrorKind::NotFound,
+            AuthError::Unavailable => ErrorKind::Unavailable,
+        }
+    }
 }
 
 fn unavailable(e: impl fmt::Display) -> AuthError {
@@ -544,9 +648,69 @@ mod tests {
     #[test]
     fn roles_see_their_layers() {
         assert_eq!(Role::Reader.layers(), [Layer::Gold]);
-        assert_eq!(Role::Engineer.layers(), [Layer::Silver, Layer::Gold]);
+        assert_eq!(
+            Role::Engineer.layers(),
+            [Layer::Silver, Layer::Gold, Layer::System]
+        );
         assert_eq!(Role::Admin.layers().len(), 4);
         assert!(Role::Admin > Role::Engineer && Role::Engineer > Role::Reader);
+    }
+
+    #[test]
+    fn one_decision_for_every_action() {
+        use crate::table::TableId;
+        let who = |role| Principal {
+            name: "u".into(),
+            role,
+        };
+        let (reader, engineer, admin) = (who(Role::Reader), who(Role::Engineer), who(Role::Admin));
+        let silver = TableId::new(Layer::Silver, "orders");
+        let gold = TableId::new(Layer::Gold, "kpis");
+        let kind = |r: Result<(), crate::service::ServiceError>| r.err().map(|e| e.kind());
+        use crate::error::ErrorKind::{Forbidden, NotFound};
+        assert_eq!(
+            kind(authorize(&reader, Action::ReadTable(&silver))),
+            Some(NotFound)
+        );
+        assert_eq!(kind(authorize(&reader, Action::ReadTable(&gold))), None);
+        assert_eq!(kind(authorize(&engineer, Action::ReadTable(&silver))), None);
+        assert_eq!(
+            kind(authorize(&engineer, Action::WriteRows(&gold))),
+            Some(Forbidden)
+        );
+        assert_eq!(
+            kind(authorize(&reader, Action::WriteRows(&silver))),
+            Some(NotFound)
+        );
+        assert_eq!(kind(authorize(&admin, Action::WriteRows(&silver))), None);
+        assert_eq!(kind(authorize(&reader, Action::ReadRuns)), Some(Forbidden));
+        assert_eq!(kind(authorize(&engineer, Action::ReadRuns)), None);
+        assert_eq!(
+            kind(authorize(&engineer, Action::StartRun)),
+            Some(Forbidden)
+        );
+        assert_eq!(kind(authorize(&admin, Action::StartRun)), None);
+        assert_eq!(
+            kind(authorize(&engineer, Action::ManageAccounts)),
+            Some(Forbidden)
+        );
+        assert_eq!(
+            kind(authorize(&reader, Action::RevokeKey { owner: "u" })),
+            None
+        );
+        assert_eq!(
+            kind(authorize(&reader, Action::RevokeKey { owner: "x" })),
+            Some(NotFound)
+        );
+        assert_eq!(
+            kind(authorize(&admin, Action::RevokeKey { owner: "x" })),
+            None
+        );
+        let e = authorize(&engineer, Action::StartRun).unwrap_err();
+        assert_eq!(
+            e.message(),
+            "user `u` (engineer) may not start runs: admins only"
+        );
     }
 
     #[tokio::test]

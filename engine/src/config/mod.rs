@@ -112,6 +112,12 @@ pub struct CacheConfig {
     pub ttl: Duration,
     /// Entries the in-process cache holds at most (default 10,000).
     pub capacity: u64,
+    /// How often served tables' versions are re-read (default 1s): the most a cached answer
+    /// can lag a commit by another process that no gateway announced.
+    pub refresh: Duration,
+    /// The namespace of every key (default `assay:` and 12 hex digits of the SHA-256 of the
+    /// lake root URL).
+    pub prefix: Option<String>,
 }
 
 impl Default for CacheConfig {
@@ -120,6 +126,8 @@ impl Default for CacheConfig {
             url: None,
             ttl: Duration::from_secs(3600),
             capacity: 10_000,
+            refresh: Duration::from_secs(1),
+            prefix: None,
         }
     }
 }
@@ -302,6 +310,24 @@ impl Validator<'_> {
         }
         if let Some(c) = raw.cache.capacity {
             cache.capacity = c;
+        }
+        if let Some(r) = self.duration(&raw.cache.refresh, "cache.refresh")? {
+            if r.is_zero() || r > Duration::from_secs(60) {
+                return Err(EngineError::Config {
+                    file: self.file.to_string(),
+                    message: "`cache.refresh`: between 1ms and 60s".into(),
+                });
+            }
+            cache.refresh = r;
+        }
+        if let Some(p) = raw.cache.prefix {
+            if p.is_empty() || p.chars().any(|c| c.is_whitespace()) {
+                return Err(EngineError::Config {
+                    file: self.file.to_string(),
+                    message: "`cache.prefix`: a non-empty name without spaces".into(),
+                });
+            }
+            cache.prefix = Some(p);
         }
         let auth = self.auth(raw.auth)?;
         let mut query = crate::query::QueryLimits::default();

@@ -214,6 +214,8 @@ pub(crate) struct RawCache {
     pub(crate) url: Option<String>,
     pub(crate) ttl: Option<Spanned<String>>,
     pub(crate) capacity: Option<u64>,
+    pub(crate) refresh: Option<Spanned<String>>,
+    pub(crate) prefix: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

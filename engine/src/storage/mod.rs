@@ -102,6 +102,32 @@ impl Lake {
         })
     }
 
+    /// A lake rooted at `<root>/<name>/` on the same store (a namespace beside the layers,
+    /// never listed by this lake).
+    ///
+    /// # Errors
+    /// `name` is not a plain directory name.
+    pub fn child(&self, name: &str) -> Result<Lake> {
+        let bad = |message: &str| EngineError::LakeRoot {
+            url: format!("{}{name}", self.root),
+            message: message.to_string(),
+        };
+        if name.is_empty() || name.contains(['/', '.', '\\']) {
+            return Err(bad("not a plain directory name"));
+        }
+        let root = self
+            .root
+            .join(&format!("{name}/"))
+            .map_err(|e| bad(&e.to_string()))?;
+        Ok(Lake {
+            root,
+            options: self.options.clone(),
+            store: Arc::clone(&self.store),
+            prefix: self.prefix.clone().join(name),
+            seen: Arc::default(),
+        })
+    }
+
     /// The root URL, always ending in `/`.
     pub fn root(&self) -> &Url {
         &self.root
@@ -271,9 +297,6 @@ impl Lake {
         let mut names = Vec::new();
         for dir in listing.common_prefixes {
             let Some(name) = dir.filename() else { continue };
-            if crate::users::is_private(&TableId::new(layer, name)) {
-                continue;
-            }
             let log = dir.clone().join("_delta_log");
             let mut entries = store.list(Some(&log));
             if entries

@@ -61,8 +61,12 @@ impl Server {
             Duration::from_secs(3600),
         ));
         let catalog = LakeCatalog::load(lake.clone()).await.unwrap();
-        let service =
-            AssayFlightSql::new(QueryService::new(catalog, limits), policy, false).unwrap();
+        let core = assay_engine::service::Core::new(
+            QueryService::new(catalog, limits),
+            policy,
+            Duration::from_millis(200),
+        );
+        let service = AssayFlightSql::new(std::sync::Arc::new(core), false).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
