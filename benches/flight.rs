@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use arrow_flight::sql::client::FlightSqlServiceClient;
-use assay_engine::access::{AccessPolicy, LocalUser, Role, Secret};
+use assay_engine::auth::{AccessPolicy, LocalUser, Role, Secret};
 use assay_engine::delta::{CommitInfo, WriteMode, write_frame};
 use assay_engine::query::{QueryLimits, QueryService};
 use assay_engine::service::{Core, LakeService};
@@ -84,7 +84,7 @@ fn main() {
 
         let catalog = LakeCatalog::load(lake.clone()).await.unwrap();
         let query = QueryService::new(catalog, QueryLimits::default());
-        let admin = assay_engine::access::Principal { name: "bench".into(), role: Role::Admin };
+        let admin = assay_engine::auth::Principal { name: "bench".into(), role: Role::Admin };
         let policy = Arc::new(AccessPolicy::new(
             vec![LocalUser { name: "bench".into(), password: Secret::new("pw"), role: Role::Admin }],
             Duration::from_secs(3600),

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use assay_api::{Cache, Gateway};
 use assay_engine::Lake;
 use assay_engine::TableId;
-use assay_engine::access::{AccessPolicy, LocalUser, Principal, Role, Secret};
+use assay_engine::auth::{AccessPolicy, LocalUser, Principal, Role, Secret};
 use assay_engine::delta::{CommitInfo, WriteMode, write_frame};
 use assay_engine::query::{QueryLimits, QueryService};
 use assay_engine::session::LakeCatalog;

@@ -144,7 +144,7 @@ impl Cache {
     }
 
     /// The key of a cached catalog: `<prefix>:catalog:<role>[:<normalized query>]`.
-    pub fn catalog_key(&self, role: assay_engine::access::Role, normalized: &str) -> String {
+    pub fn catalog_key(&self, role: assay_engine::auth::Role, normalized: &str) -> String {
         if normalized.is_empty() {
             format!("{}:catalog:{role}", self.prefix)
         } else {
@@ -445,7 +445,7 @@ mod tests {
             None
         );
         assert_eq!(
-            c.catalog_key(assay_engine::access::Role::Reader, "layer=gold"),
+            c.catalog_key(assay_engine::auth::Role::Reader, "layer=gold"),
             format!("{p}:catalog:reader:layer=gold")
         );
     }

@@ -26,7 +26,7 @@ mod routes;
 
 use std::sync::Arc;
 
-use assay_engine::access::Principal;
+use assay_engine::auth::Principal;
 use assay_engine::service::LakeService;
 use axum::Router;
 use axum::extract::FromRequestParts;

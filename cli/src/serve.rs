@@ -6,13 +6,13 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use assay_api::{Cache, Gateway};
 use assay_engine::Lake;
-use assay_engine::access::AccessPolicy;
+use assay_engine::auth::AccessPolicy;
+use assay_engine::auth::store::UserStore;
 use assay_engine::config::Project;
 use assay_engine::launcher::Launcher;
 use assay_engine::query::QueryService;
 use assay_engine::service::{Core, LakeService};
 use assay_engine::session::LakeCatalog;
-use assay_engine::users::UserStore;
 use assay_flight::AssayFlightSql;
 
 /// Addresses and switches from the command line (each overrides `[serve]`).

@@ -14,21 +14,24 @@
 //! - [`history`]: `_system.runs` and `_system.expectations`; [`launcher`]: runs a server
 //!   starts in the background (`POST /runs`);
 //! - [`service`]: the serving core ([`service::LakeService`]) every server is a thin
-//!   adapter over: one authorization ([`access::authorize`]), one error kind per failure;
-//! - [`access`] and [`query`]: who may see what, and read-only SQL with limits;
-//!   [`users`]: accounts and API keys, kept outside the served namespace (`<root>/_auth/`).
+//!   adapter over: one authorization ([`auth::authorize`]), one error kind per failure;
+//! - [`identity`]: roles, principals and secrets (plain values); [`auth`]: passwords, JWTs,
+//!   API keys, OIDC and the account store ([`auth::store`], kept outside the served
+//!   namespace under `<root>/_auth/`) — a tree that storage, session and config never
+//!   import; [`query`]: read-only SQL with limits.
 //!
 //! Data flows: each layer crate turns its config section into [`step::Step`]s; the binary
 //! puts them in a [`dag::Pipeline`] (upstreams come from the SQL's table references) and
 //! [`runner::run`] executes it, then [`history::record`] writes the run.
 
-pub mod access;
+pub mod auth;
 pub mod config;
 pub mod dag;
 pub mod delta;
 mod emulator;
 pub mod error;
 pub mod history;
+pub mod identity;
 pub mod launcher;
 pub mod query;
 pub mod runner;
@@ -38,7 +41,6 @@ pub mod step;
 pub mod storage;
 pub mod stream;
 pub mod table;
-pub mod users;
 
 pub use error::{EngineError, ErrorKind, Result};
 pub use storage::Lake;

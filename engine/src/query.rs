@@ -18,7 +18,7 @@ use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::Statement;
 use futures::{Stream, StreamExt};
 
-use crate::access::Principal;
+use crate::auth::Principal;
 use crate::error::ErrorKind;
 use crate::session::{CATALOG, LakeCatalog};
 use crate::table::Layer;

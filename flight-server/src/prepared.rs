@@ -8,7 +8,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::Schema;
 use arrow::ipc::writer::IpcWriteOptions;
 use arrow_flight::{IpcMessage, SchemaAsIpc};
-use assay_engine::access::Principal;
+use assay_engine::auth::Principal;
 use datafusion::common::{ParamValues, ScalarValue};
 use tonic::Status;
 
@@ -102,7 +102,7 @@ pub(crate) fn params_from(batch: &RecordBatch) -> Result<ParamValues, Status> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use assay_engine::access::Role;
+    use assay_engine::auth::Role;
 
     fn statement(owner: &str) -> Prepared {
         Prepared {

@@ -23,7 +23,7 @@ use arrow_flight::{
     Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
     Ticket,
 };
-use assay_engine::access::Principal;
+use assay_engine::auth::Principal;
 use assay_engine::service::LakeService;
 use assay_engine::session::CATALOG;
 use datafusion::common::ParamValues;

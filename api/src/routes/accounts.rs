@@ -1,6 +1,6 @@
 //! Accounts and keys: `POST /signup`, `POST /login`, the admins' `/users`, and `/api-keys`.
 
-use assay_engine::access::Role;
+use assay_engine::auth::Role;
 use assay_engine::service::{Account, AccountChange, ApiKey, Login, NewApiKey};
 use axum::Json;
 use axum::extract::rejection::JsonRejection;

@@ -68,7 +68,7 @@ pub(crate) async fn ready(State(gw): State<Gateway>) -> Result<Json<Ready>> {
     )
 )]
 pub(crate) async fn metrics(State(gw): State<Gateway>, caller: Caller) -> Result<Response> {
-    assay_engine::access::authorize(&caller.0, assay_engine::access::Action::ReadMetrics)?;
+    assay_engine::auth::authorize(&caller.0, assay_engine::auth::Action::ReadMetrics)?;
     Ok(crate::metrics::render(&gw))
 }
 

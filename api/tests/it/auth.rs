@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use assay_api::Cache;
-use assay_engine::access::{AccessPolicy, OidcSettings, Principal, Role, SignupPolicy};
+use assay_engine::auth::store::UserStore;
+use assay_engine::auth::{AccessPolicy, OidcSettings, Principal, Role, SignupPolicy};
 use assay_engine::query::QueryLimits;
-use assay_engine::users::UserStore;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -207,9 +207,9 @@ async fn approval_signup_admin_activation_roles_and_deactivation() {
     // Every change is a commit of the account table, kept under `<root>/_auth/`.
     let version = s
         .lake
-        .child(assay_engine::users::AUTH_DIR)
+        .child(assay_engine::auth::store::AUTH_DIR)
         .unwrap()
-        .latest_version(&assay_engine::users::users_table())
+        .latest_version(&assay_engine::auth::store::users_table())
         .await
         .unwrap();
     assert_eq!(version, Some(4), "root, newbie, activate, role, deactivate");

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use assay_api::{Cache, Gateway};
 use assay_engine::Lake;
-use assay_engine::access::{AccessPolicy, LocalUser, Role, Secret};
+use assay_engine::auth::{AccessPolicy, LocalUser, Role, Secret};
 use assay_engine::query::{QueryLimits, QueryService};
 use assay_engine::service::{Core, LakeService};
 use assay_engine::session::LakeCatalog;

@@ -5,6 +5,7 @@
 mod auth;
 mod cache;
 mod cloud;
+mod errors;
 mod formats;
 mod kit;
 mod requests;

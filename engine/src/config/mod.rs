@@ -136,24 +136,56 @@ impl Default for CacheConfig {
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
     /// Who may sign up (default `approval`).
-    pub signup: crate::access::SignupPolicy,
+    pub signup: SignupPolicy,
     /// The variable holding the JWT signing secret (default `ASSAY_JWT_SECRET`).
     pub jwt_secret_env: String,
     /// How long issued tokens live (default 12h).
     pub token_ttl: Duration,
     /// An external OIDC issuer whose tokens are accepted.
-    pub oidc: Option<crate::access::OidcSettings>,
+    pub oidc: Option<OidcSettings>,
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
-            signup: crate::access::SignupPolicy::default(),
+            signup: SignupPolicy::default(),
             jwt_secret_env: "ASSAY_JWT_SECRET".into(),
             token_ttl: Duration::from_secs(12 * 3600),
             oidc: None,
         }
     }
+}
+
+/// Who may create an account with `POST /signup`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignupPolicy {
+    /// Anyone; the account is inactive until an admin activates it.
+    #[default]
+    Approval,
+    /// Anyone; the account is active at once (role `reader`).
+    Open,
+    /// Nobody; admins create accounts.
+    Closed,
+}
+
+/// An external OIDC issuer whose tokens are accepted (`[auth.oidc]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcSettings {
+    /// The `iss` the tokens must carry.
+    pub issuer: String,
+    /// The `aud` the tokens must carry.
+    pub audience: String,
+    /// Where the issuer publishes its signing keys.
+    pub jwks_url: String,
+    /// The claim that names the user (falls back to `sub`).
+    pub username_claim: String,
+    /// The claim holding the role (a string or a list); `default_role` when absent.
+    pub role_claim: String,
+    /// The role of OIDC users whose token names none.
+    pub default_role: crate::identity::Role,
+    /// How long fetched keys are trusted before they are fetched again.
+    pub jwks_ttl: Duration,
 }
 
 /// A `[[users]]` entry; the password comes from the named environment variable.
@@ -162,7 +194,7 @@ pub struct UserConfig {
     /// User name.
     pub name: String,
     /// Role.
-    pub role: crate::access::Role,
+    pub role: crate::identity::Role,
     /// Environment variable holding the password.
     pub password_env: String,
 }
@@ -205,10 +237,10 @@ impl Project {
     pub fn bootstrap_admin(
         &self,
         env: impl Fn(&str) -> Option<String>,
-    ) -> Option<(String, crate::access::Secret)> {
+    ) -> Option<(String, crate::identity::Secret)> {
         let name = env("ASSAY_ADMIN_USER").filter(|n| !n.is_empty())?;
         let password = env("ASSAY_ADMIN_PASSWORD").filter(|p| !p.is_empty())?;
-        Some((name, crate::access::Secret::new(password)))
+        Some((name, crate::identity::Secret::new(password)))
     }
 
     /// The secret our JWTs are signed with: the variable `[auth] jwt_secret_env` names
@@ -219,7 +251,7 @@ impl Project {
     pub fn jwt_secret(
         &self,
         env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Option<crate::access::Secret>> {
+    ) -> Result<Option<crate::identity::Secret>> {
         let Some(secret) = env(&self.auth.jwt_secret_env).filter(|s| !s.is_empty()) else {
             return Ok(None);
         };
@@ -232,7 +264,7 @@ impl Project {
                 ),
             });
         }
-        Ok(Some(crate::access::Secret::new(secret)))
+        Ok(Some(crate::identity::Secret::new(secret)))
     }
 
     /// The `[[users]]` entries, passwords looked up with `env`.
@@ -242,8 +274,8 @@ impl Project {
     pub fn local_users(
         &self,
         env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Vec<crate::access::LocalUser>> {
-        use crate::access::{LocalUser, Secret};
+    ) -> Result<Vec<crate::identity::LocalUser>> {
+        use crate::identity::{LocalUser, Secret};
         let mut out = Vec::new();
         for u in &self.users {
             let password = env(&u.password_env)
@@ -396,7 +428,7 @@ impl Validator<'_> {
             let jwks_ttl = self
                 .duration(&o.jwks_ttl, "auth.oidc.jwks_ttl")?
                 .unwrap_or(Duration::from_secs(600));
-            auth.oidc = Some(crate::access::OidcSettings {
+            auth.oidc = Some(OidcSettings {
                 issuer: o.issuer,
                 audience: o.audience,
                 jwks_url: o.jwks_url,
@@ -404,7 +436,7 @@ impl Validator<'_> {
                     .username_claim
                     .unwrap_or_else(|| "preferred_username".into()),
                 role_claim: o.role_claim.unwrap_or_else(|| "assay_role".into()),
-                default_role: o.default_role.unwrap_or(crate::access::Role::Reader),
+                default_role: o.default_role.unwrap_or(crate::identity::Role::Reader),
                 jwks_ttl,
             });
         }
@@ -419,7 +451,7 @@ impl Validator<'_> {
     }
 
     fn storage(&self, raw: &raw::RawLake) -> Result<crate::storage::StorageSettings> {
-        use crate::access::Secret;
+        use crate::identity::Secret;
         use crate::storage::{AzureSettings, S3Settings, StorageSettings};
         let s3 = &raw.s3;
         let az = &raw.azure;

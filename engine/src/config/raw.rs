@@ -204,7 +204,7 @@ pub(crate) struct RawQuery {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawUser {
     pub(crate) name: String,
-    pub(crate) role: crate::access::Role,
+    pub(crate) role: crate::identity::Role,
     pub(crate) password_env: String,
 }
 
@@ -221,7 +221,7 @@ pub(crate) struct RawCache {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAuth {
-    pub(crate) signup: Option<crate::access::SignupPolicy>,
+    pub(crate) signup: Option<crate::config::SignupPolicy>,
     pub(crate) jwt_secret_env: Option<String>,
     pub(crate) token_ttl: Option<Spanned<String>>,
     pub(crate) oidc: Option<RawOidc>,
@@ -235,6 +235,6 @@ pub(crate) struct RawOidc {
     pub(crate) jwks_url: String,
     pub(crate) username_claim: Option<String>,
     pub(crate) role_claim: Option<String>,
-    pub(crate) default_role: Option<crate::access::Role>,
+    pub(crate) default_role: Option<crate::identity::Role>,
     pub(crate) jwks_ttl: Option<Spanned<String>>,
 }

@@ -138,7 +138,8 @@ fn bad_globs_and_types_and_names_are_errors() {
 
 #[test]
 fn auth_section_and_secrets() {
-    use crate::access::{Role, SignupPolicy};
+    use crate::config::SignupPolicy;
+    use crate::identity::Role;
     let dir = project_dir();
     let p = load(dir.path(), "").unwrap();
     assert_eq!(p.auth.signup, SignupPolicy::Approval);

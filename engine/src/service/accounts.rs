@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::access::Role;
-use crate::users::{ApiKeyRecord, UserRecord};
+use crate::auth::Role;
+use crate::auth::store::{ApiKeyRecord, UserRecord};
 
 /// An account as clients see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

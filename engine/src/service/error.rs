@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::access::AuthError;
+use crate::auth::AuthError;
 use crate::error::{EngineError, ErrorKind};
 use crate::launcher::LaunchError;
 use crate::query::QueryError;

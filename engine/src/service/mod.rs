@@ -31,7 +31,7 @@ pub use rows::{Filter, FilterOp, Order, RowsRequest, decode_rows};
 pub use runs::{RunDetail, RunList, RunRecord, RunsFilter};
 pub use versions::Versions;
 
-use crate::access::{AccessPolicy, Action, Principal, Role, authorize};
+use crate::auth::{AccessPolicy, Action, Principal, Role, authorize};
 use crate::delta::{self, CommitInfo, WriteMode};
 use crate::launcher::{Launcher, Running};
 use crate::query::QueryService;
@@ -210,7 +210,7 @@ impl Core {
         self.query.catalog().lake()
     }
 
-    fn store(&self) -> Result<&crate::users::UserStore> {
+    fn store(&self) -> Result<&crate::auth::store::UserStore> {
         self.policy
             .store()
             .ok_or_else(|| ServiceError::not_found("this server keeps no accounts"))

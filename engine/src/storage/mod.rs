@@ -331,7 +331,7 @@ fn normalize(path: &Path) -> std::path::PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access::Secret;
+    use crate::identity::Secret;
 
     #[tokio::test]
     async fn latest_version_follows_new_commits_and_recreated_tables() {

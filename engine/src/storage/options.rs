@@ -9,7 +9,7 @@ use std::time::Duration;
 use object_store::ObjectStore;
 use url::Url;
 
-use crate::access::Secret;
+use crate::identity::Secret;
 
 /// How to reach the lake's store: the `[lake]` keys besides `root`.
 ///

@@ -7,7 +7,7 @@ use std::time::Duration;
 use arrow::array::RecordBatch;
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use assay_engine::Lake;
-use assay_engine::access::{AccessPolicy, LocalUser, Role, Secret};
+use assay_engine::auth::{AccessPolicy, LocalUser, Role, Secret};
 use assay_engine::query::{QueryLimits, QueryService};
 use assay_engine::session::LakeCatalog;
 use assay_flight::AssayFlightSql;

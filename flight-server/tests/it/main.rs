@@ -4,5 +4,6 @@
 
 mod adbc;
 mod cloud;
+mod errors;
 mod kit;
 mod rust_client;

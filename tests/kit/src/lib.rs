@@ -7,6 +7,10 @@
 //! never a silent skip.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod fake;
+
+pub use fake::{FAKE_TOKEN, Failing, KINDS};
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -15,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::{ArrayRef, Decimal128Array, Int64Array, RecordBatch, StringArray};
-use assay_engine::access::Secret;
+use assay_engine::auth::Secret;
 use assay_engine::delta::{CommitInfo, WriteMode, write_frame};
 use assay_engine::storage::{
     AzureSettings, S3Settings, StorageOptions, StorageSettings, object_store_for,

@@ -5,26 +5,7 @@ use std::time::{Duration, Instant};
 
 use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 
-use super::{AuthError, Role, unavailable};
-
-/// An external OIDC issuer whose tokens are accepted (`[auth.oidc]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OidcSettings {
-    /// The `iss` the tokens must carry.
-    pub issuer: String,
-    /// The `aud` the tokens must carry.
-    pub audience: String,
-    /// Where the issuer publishes its signing keys.
-    pub jwks_url: String,
-    /// The claim that names the user (falls back to `sub`).
-    pub username_claim: String,
-    /// The claim holding the role (a string or a list); `default_role` when absent.
-    pub role_claim: String,
-    /// The role of OIDC users whose token names none.
-    pub default_role: Role,
-    /// How long fetched keys are trusted before they are fetched again.
-    pub jwks_ttl: Duration,
-}
+use super::{AuthError, OidcSettings, Role, unavailable};
 
 /// Fetched JWKS, kept `jwks_ttl`; an unknown `kid` refetches at most every 10 s.
 pub(super) struct Oidc {

@@ -21,149 +21,15 @@ use std::time::Duration;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+mod authorize;
 mod oidc;
+pub mod store;
 
-pub use oidc::OidcSettings;
+pub use crate::config::{OidcSettings, SignupPolicy};
+pub use crate::identity::{LocalUser, Principal, Role, Secret};
+pub use authorize::{Action, authorize};
 
-use crate::table::Layer;
-use crate::users::{UserRecord, UserStore, hash_key_secret, verify_password};
-
-/// What a principal may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Sees gold.
-    Reader,
-    /// Sees silver, gold and `_system`; reads run history.
-    Engineer,
-    /// Sees everything; may run pipelines and write.
-    Admin,
-}
-
-impl Role {
-    /// True when the role may read tables of `layer`.
-    pub fn can_read(self, layer: Layer) -> bool {
-        match self {
-            Role::Admin => true,
-            Role::Engineer => matches!(layer, Layer::Silver | Layer::Gold | Layer::System),
-            Role::Reader => layer == Layer::Gold,
-        }
-    }
-
-    /// The layers the role may read.
-    pub fn layers(self) -> Vec<Layer> {
-        Layer::ALL
-            .into_iter()
-            .filter(|l| self.can_read(*l))
-            .collect()
-    }
-
-    /// Parses `reader`, `engineer` or `admin`.
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "reader" => Some(Role::Reader),
-            "engineer" => Some(Role::Engineer),
-            "admin" => Some(Role::Admin),
-            _ => None,
-        }
-    }
-}
-
-impl Role {
-    /// The role's name as written (`reader`, `engineer`, `admin`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Reader => "reader",
-            Role::Engineer => "engineer",
-            Role::Admin => "admin",
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Something a caller wants to do; [`authorize`] decides.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action<'a> {
-    /// Read a table: its detail, rows, or SQL over it.
-    ReadTable(&'a crate::table::TableId),
-    /// Append rows to a table.
-    WriteRows(&'a crate::table::TableId),
-    /// Read run history (`_system.runs` through the runs endpoints).
-    ReadRuns,
-    /// Start a run.
-    StartRun,
-    /// Read the server's metrics.
-    ReadMetrics,
-    /// List, create and change accounts.
-    ManageAccounts,
-    /// See the API keys of every account.
-    ListAllKeys,
-    /// Revoke an API key owned by `owner`.
-    RevokeKey {
-        /// The key's owner.
-        owner: &'a str,
-    },
-}
-
-/// Whether `principal` may do `action`: the one authorization decision of every server.
-///
-/// # Errors
-/// A table in a layer the role does not see is not found (it does not exist for the
-/// caller); an action above the role is forbidden, naming who needs to do it.
-pub fn authorize(
-    principal: &Principal,
-    action: Action<'_>,
-) -> Result<(), crate::service::ServiceError> {
-    use crate::service::ServiceError;
-    let role = principal.role;
-    let needs = |who: &str, what: &str| {
-        Err(ServiceError::forbidden(format!(
-            "user `{}` ({role}) may not {what}: {who} only",
-            principal.name
-        )))
-    };
-    match action {
-        Action::ReadTable(id) => {
-            if role.can_read(id.layer) {
-                Ok(())
-            } else {
-                Err(ServiceError::not_found(format!("table {id} not found")))
-            }
-        }
-        Action::WriteRows(id) => {
-            authorize(principal, Action::ReadTable(id))?;
-            if role == Role::Admin {
-                Ok(())
-            } else {
-                needs("admins", &format!("write rows to {id}"))
-            }
-        }
-        Action::ReadRuns | Action::ReadMetrics if role >= Role::Engineer => Ok(()),
-        Action::ReadRuns => needs("engineers and admins", "see run history"),
-        Action::ReadMetrics => needs("engineers and admins", "read metrics"),
-        _ if role == Role::Admin => Ok(()),
-        Action::RevokeKey { owner } if owner == principal.name => Ok(()),
-        Action::RevokeKey { .. } => Err(ServiceError::not_found("no such API key")),
-        Action::StartRun => needs("admins", "start runs"),
-        Action::ManageAccounts => needs("admins", "manage accounts"),
-        Action::ListAllKeys => needs("admins", "list every account's API keys"),
-    }
-}
-
-/// An authenticated caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    /// User name.
-    pub name: String,
-    /// Role.
-    pub role: Role,
-}
+use store::{UserRecord, UserStore, hash_key_secret, verify_password};
 
 /// Compares in time independent of where the inputs differ.
 fn same(a: &[u8], b: &[u8]) -> bool {
@@ -174,52 +40,6 @@ fn same(a: &[u8], b: &[u8]) -> bool {
         diff |= usize::from(x ^ y);
     }
     diff == 0
-}
-
-/// A password that never prints.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The secret itself, for handing to the component that needs it (never to a log).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-/// A local user (one from the project's `[[users]]`).
-#[derive(Debug, Clone)]
-pub struct LocalUser {
-    /// User name.
-    pub name: String,
-    /// Password.
-    pub password: Secret,
-    /// Role.
-    pub role: Role,
-}
-
-/// Who may create an account with `POST /signup`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SignupPolicy {
-    /// Anyone; the account is inactive until an admin activates it.
-    #[default]
-    Approval,
-    /// Anyone; the account is active at once (role `reader`).
-    Open,
-    /// Nobody; admins create accounts.
-    Closed,
 }
 
 /// Why authentication or an account operation failed (vague where it must be).
@@ -633,6 +453,7 @@ impl AccessPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::table::Layer;
 
     fn policy() -> AccessPolicy {
         AccessPolicy::new(

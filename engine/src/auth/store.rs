@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
-use crate::access::Role;
+use crate::auth::Role;
 use crate::delta::{self, CommitInfo, WriteMode, write_frame};
 use crate::error::{EngineError, Result};
 use crate::storage::Lake;

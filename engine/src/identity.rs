@@ -1,0 +1,109 @@
+//! Who is calling: roles, principals, local users and secrets. Plain values, shared by the
+//! config, the auth tree, the serving core and the servers; they decide nothing.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::table::Layer;
+
+/// What a principal may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Sees gold.
+    Reader,
+    /// Sees silver, gold and `_system`; reads run history.
+    Engineer,
+    /// Sees everything; may run pipelines and write.
+    Admin,
+}
+
+impl Role {
+    /// True when the role may read tables of `layer`.
+    pub fn can_read(self, layer: Layer) -> bool {
+        match self {
+            Role::Admin => true,
+            Role::Engineer => matches!(layer, Layer::Silver | Layer::Gold | Layer::System),
+            Role::Reader => layer == Layer::Gold,
+        }
+    }
+
+    /// The layers the role may read.
+    pub fn layers(self) -> Vec<Layer> {
+        Layer::ALL
+            .into_iter()
+            .filter(|l| self.can_read(*l))
+            .collect()
+    }
+
+    /// Parses `reader`, `engineer` or `admin`.
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "reader" => Some(Role::Reader),
+            "engineer" => Some(Role::Engineer),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+impl Role {
+    /// The role's name as written (`reader`, `engineer`, `admin`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Reader => "reader",
+            Role::Engineer => "engineer",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// User name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+}
+
+/// A password that never prints.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for handing to the component that needs it (never to a log).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// A local user (one from the project's `[[users]]`).
+#[derive(Debug, Clone)]
+pub struct LocalUser {
+    /// User name.
+    pub name: String,
+    /// Password.
+    pub password: Secret,
+    /// Role.
+    pub role: Role,
+}

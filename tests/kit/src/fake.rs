@@ -1,0 +1,144 @@
+//! A fake serving core for the servers' tests: every call by a known token fails with one
+//! chosen error kind, so each transport's one table from kind to status can be checked
+//! without a lake.
+
+use arrow::datatypes::SchemaRef;
+use assay_engine::ErrorKind;
+use assay_engine::auth::{Principal, Role};
+use assay_engine::launcher::Running;
+use assay_engine::service::{
+    Account, AccountChange, ApiKey, Appended, LakeService, Login, NewApiKey, Query, Result, Rows,
+    RowsRequest, RunDetail, RunList, RunsFilter, ServiceError, TableDetail, TableSummary,
+};
+use assay_engine::{Layer, TableId};
+use datafusion::common::ParamValues;
+use datafusion::execution::SendableRecordBatchStream;
+use serde_json::{Map, Value};
+
+/// The token [`Failing`] accepts (any other is unauthenticated).
+pub const FAKE_TOKEN: &str = "fake-token";
+
+/// A core whose every method (but `principal` and `layers`) fails with `kind`.
+#[derive(Debug, Clone, Copy)]
+pub struct Failing {
+    /// The kind every call fails with.
+    pub kind: ErrorKind,
+}
+
+impl Failing {
+    fn fail<T>(&self) -> Result<T> {
+        Err(match self.kind {
+            ErrorKind::Internal => ServiceError::internal("a secret internal detail"),
+            ErrorKind::Unavailable => {
+                ServiceError::unavailable("the backend is unavailable", "a secret detail")
+            }
+            kind => ServiceError::new(kind, format!("fake {kind:?}")),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl LakeService for Failing {
+    async fn login(&self, _: &str, _: &str) -> Result<Login> {
+        if self.kind == ErrorKind::Internal {
+            return self.fail();
+        }
+        Ok(Login {
+            token: FAKE_TOKEN.into(),
+            token_type: "Bearer".into(),
+            expires_in: 60,
+            user: "fake".into(),
+            role: Role::Admin,
+        })
+    }
+    async fn principal(&self, token: &str) -> Result<Principal> {
+        if token != FAKE_TOKEN {
+            return Err(ServiceError::new(ErrorKind::Unauthenticated, "bad token"));
+        }
+        Ok(Principal {
+            name: "fake".into(),
+            role: Role::Admin,
+        })
+    }
+    fn layers(&self, _: &Principal) -> Vec<Layer> {
+        Layer::ALL.to_vec()
+    }
+    async fn table_versions(&self, _: &Principal, _: &[Layer]) -> Result<Vec<(TableId, i64)>> {
+        self.fail()
+    }
+    async fn describe(&self, _: &Principal, _: &[TableId]) -> Result<Vec<TableSummary>> {
+        self.fail()
+    }
+    async fn table(&self, _: &Principal, _: &TableId) -> Result<TableDetail> {
+        self.fail()
+    }
+    async fn schema(&self, _: &Principal, _: &TableId) -> Result<SchemaRef> {
+        self.fail()
+    }
+    async fn version(&self, _: &Principal, _: &TableId) -> Result<i64> {
+        self.fail()
+    }
+    async fn rows(&self, _: &Principal, _: &TableId, _: &RowsRequest) -> Result<Rows> {
+        self.fail()
+    }
+    async fn plan(&self, _: &Principal, _: &str, _: Option<ParamValues>) -> Result<Query> {
+        self.fail()
+    }
+    async fn execute(&self, _: &Principal, _: Query) -> Result<SendableRecordBatchStream> {
+        self.fail()
+    }
+    async fn append(
+        &self,
+        _: &Principal,
+        _: &TableId,
+        _: &[Map<String, Value>],
+    ) -> Result<Appended> {
+        self.fail()
+    }
+    async fn runs(&self, _: &Principal, _: &RunsFilter) -> Result<RunList> {
+        self.fail()
+    }
+    async fn run(&self, _: &Principal, _: &str) -> Result<RunDetail> {
+        self.fail()
+    }
+    async fn start_run(&self, _: &Principal, _: Option<&str>, _: bool) -> Result<Running> {
+        self.fail()
+    }
+    async fn signup(&self, _: &str, _: &str) -> Result<Account> {
+        self.fail()
+    }
+    async fn accounts(&self, _: &Principal) -> Result<Vec<Account>> {
+        self.fail()
+    }
+    async fn create_account(&self, _: &Principal, _: &str, _: &str, _: Role) -> Result<Account> {
+        self.fail()
+    }
+    async fn change_account(&self, _: &Principal, _: &str, _: &AccountChange) -> Result<Account> {
+        self.fail()
+    }
+    async fn api_keys(&self, _: &Principal, _: bool) -> Result<Vec<ApiKey>> {
+        self.fail()
+    }
+    async fn create_api_key(&self, _: &Principal, _: Option<String>) -> Result<NewApiKey> {
+        self.fail()
+    }
+    async fn revoke_api_key(&self, _: &Principal, _: &str) -> Result<ApiKey> {
+        self.fail()
+    }
+    async fn ready(&self) -> Result<()> {
+        self.fail()
+    }
+}
+
+/// Every error kind.
+pub const KINDS: [ErrorKind; 9] = [
+    ErrorKind::NotFound,
+    ErrorKind::Invalid,
+    ErrorKind::Forbidden,
+    ErrorKind::Unauthenticated,
+    ErrorKind::Conflict,
+    ErrorKind::Unavailable,
+    ErrorKind::Timeout,
+    ErrorKind::TooLarge,
+    ErrorKind::Internal,
+];
