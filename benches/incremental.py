@@ -64,7 +64,7 @@ import pyarrow as pa, pyarrow.csv as pc
 from deltalake import DeltaTable
 table_dir, changes = sys.argv[1], sys.argv[2]
 dt = DeltaTable(table_dir)
-schema = pa.schema([(f.name, f.type) for f in dt.schema().to_arrow()])
+schema = pa.schema(dt.schema().to_arrow())
 t = time.perf_counter()
 src = pc.read_csv(changes, convert_options=pc.ConvertOptions(column_types=schema))
 src = src.select(schema.names).cast(schema)
@@ -116,6 +116,11 @@ def main():
         f.write(DAILY)
     with open(os.path.join(project, "sql", "gold", "net_lines.sql"), "w") as f:
         f.write(NET)
+    # A kept directory is reused for its generated CSV only: every run starts from no lake.
+    shutil.rmtree(os.path.join(project, "lakehouse"), ignore_errors=True)
+    for name in ("append.csv", "changes.csv"):
+        if os.path.exists(os.path.join(data, name)):
+            os.remove(os.path.join(data, name))
     base = os.path.join(data, "base.csv")
     if not os.path.exists(base):
         gen = os.path.join(work, "gen")

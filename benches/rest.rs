@@ -1,14 +1,16 @@
-//! REST gateway load: `GET /tables/gold.products/rows?category=C&limit=100` under
-//! concurrent clients, cached (in-process and Redis) and uncached, beside `redis-benchmark`
-//! GET against the same `redis-server`.
+//! REST gateway load: a cached `GET /tables/gold.products/rows` whose JSON body is about
+//! 1 KB, under 32 concurrent connections from `wrk` (a separate process), cached in-process,
+//! in Redis, and uncached — beside `redis-benchmark` GET of a value of the same size against
+//! the same `redis-server`, in the same run.
 //!
-//! `cargo bench -p assay-api --bench rest` (`ASSAY_BENCH_ROWS`, `ASSAY_BENCH_CLIENTS`,
-//! `ASSAY_BENCH_SECONDS` to change the table size, concurrency and duration). The load
-//! generator runs in the same process as the gateway, so both share the machine's cores.
+//! `cargo bench -p assay-api --bench rest` (`ASSAY_BENCH_CLIENTS`, `ASSAY_BENCH_SECONDS` to
+//! change concurrency and duration; `ASSAY_BENCH_CASES=in-process` runs only the cases
+//! whose name contains one of the comma-separated words). Needs `wrk` and `redis-benchmark`
+//! (`scripts/bench-setup.sh`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use assay_api::{Cache, Gateway};
 use assay_engine::Lake;
@@ -26,68 +28,52 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// Requests per second and p99 in ms.
 struct Outcome {
-    requests: usize,
-    errors: usize,
-    latencies: Vec<f64>,
-    elapsed: f64,
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
 }
 
-/// `clients` tasks, each sending requests back to back for `seconds`.
-async fn load(url: &str, token: &str, clients: u64, seconds: u64) -> Outcome {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let url = url.to_string();
-        let token = token.to_string();
-        tasks.push(tokio::spawn(async move {
-            let client = reqwest::Client::new();
-            let (mut lat, mut errors) = (Vec::new(), 0usize);
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                let res = client.get(&url).bearer_auth(&token).send().await;
-                match res {
-                    Ok(r) if r.status() == 200 => {
-                        let _ = r.bytes().await;
-                        lat.push(t.elapsed().as_secs_f64() * 1000.0);
-                    }
-                    _ => errors += 1,
-                }
-            }
-            (lat, errors)
-        }));
+fn millis(s: &str) -> f64 {
+    let s = s.trim();
+    let (n, unit) = s.split_at(s.find(|c: char| c.is_alphabetic()).unwrap_or(s.len()));
+    let n: f64 = n.parse().unwrap_or(f64::NAN);
+    match unit {
+        "us" => n / 1000.0,
+        "ms" => n,
+        "s" => n * 1000.0,
+        _ => f64::NAN,
     }
-    let mut out = Outcome {
-        requests: 0,
-        errors: 0,
-        latencies: Vec::new(),
-        elapsed: 0.0,
-    };
-    for t in tasks {
-        let (lat, errors) = t.await.unwrap();
-        out.requests += lat.len();
-        out.errors += errors;
-        out.latencies.extend(lat);
-    }
-    out.elapsed = started.elapsed().as_secs_f64();
-    out.latencies.sort_by(f64::total_cmp);
-    out
 }
 
-fn report(what: &str, o: &Outcome) {
-    let pct = |p: f64| {
-        let i = ((o.latencies.len() as f64 - 1.0) * p).round() as usize;
-        o.latencies.get(i).copied().unwrap_or(f64::NAN)
+/// `wrk` with `clients` connections on 2 threads for `seconds`.
+fn wrk(url: &str, token: &str, clients: u64, seconds: u64) -> Outcome {
+    let out = std::process::Command::new("wrk")
+        .args([
+            "-t2",
+            &format!("-c{clients}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+            url,
+        ])
+        .output()
+        .expect("wrk (apt install wrk; scripts/bench-setup.sh)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix).map(str::to_string))
+            .unwrap_or_default()
     };
-    println!(
-        "  {what:<26} {:>8.0} req/s   p50 {:>6.2} ms   p99 {:>6.2} ms   ({} requests, {} errors)",
-        o.requests as f64 / o.elapsed,
-        pct(0.50),
-        pct(0.99),
-        o.requests,
-        o.errors
-    );
+    let non_2xx = field("Non-2xx or 3xx responses:");
+    assert!(non_2xx.is_empty(), "errors under load: {non_2xx}\n{text}");
+    Outcome {
+        rps: field("Requests/sec:").trim().parse().unwrap_or(f64::NAN),
+        p50_ms: millis(&field("50%")),
+        p99_ms: millis(&field("99%")),
+    }
 }
 
 async fn gateway(lake: &Lake, cache: Cache) -> (String, String) {
@@ -96,7 +82,7 @@ async fn gateway(lake: &Lake, cache: Cache) -> (String, String) {
         AccessPolicy::new(
             vec![LocalUser {
                 name: "bench".into(),
-                password: Secret::new("pw"),
+                password: Secret::new("bench-password"),
                 role: Role::Reader,
             }],
             Duration::from_secs(3600),
@@ -114,18 +100,18 @@ async fn gateway(lake: &Lake, cache: Cache) -> (String, String) {
         policy,
         Duration::from_secs(1),
     );
-    let gw = Gateway::new(std::sync::Arc::new(core), cache, 10_000);
+    let cache = cache.with_prefix(assay_api::cache::lake_prefix(lake.root().as_str()));
+    let gw = Gateway::new(Arc::new(core), cache, 10_000);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(assay_api::serve(listener, gw, std::future::pending()));
     (
-        format!("http://{addr}/api/v1/tables/gold.products/rows?category=C&limit=100"),
+        format!("http://{addr}/api/v1/tables/gold.products/rows?category=C&limit=12"),
         token,
     )
 }
 
 fn main() {
-    let rows = env_or("ASSAY_BENCH_ROWS", 1_000_000);
     let clients = env_or("ASSAY_BENCH_CLIENTS", 32);
     let seconds = env_or("ASSAY_BENCH_SECONDS", 10);
     let mut redis = assay_testkit::Redis::start();
@@ -133,54 +119,69 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(async {
+    let body_size = rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::resolve("lake", dir.path()).unwrap();
         let df = SessionContext::new()
-            .sql(&format!(
+            .sql(
                 "SELECT value AS product_id, concat('product-', CAST(value AS VARCHAR)) AS name, \
                  chr(CAST(65 + value % 5 AS INT)) AS category, \
-                 CAST(value % 10000 AS DECIMAL(10,2)) / 100 AS price FROM range({rows})"
-            ))
+                 CAST(value % 10000 AS DECIMAL(10,2)) / 100 AS price FROM range(100000)",
+            )
             .await
             .unwrap();
         let id = TableId::parse("gold.products").unwrap();
-        write_frame(
-            &lake,
-            &id,
-            df,
-            WriteMode::Overwrite,
-            &[],
-            &CommitInfo::new(vec![], "bench"),
-        )
-        .await
-        .unwrap();
-        println!(
-            "REST GET rows?category=C&limit=100 on gold.products ({rows} rows, 5 categories), \
-             {clients} concurrent clients, {seconds} s each"
-        );
+        write_frame(&lake, &id, df, WriteMode::Overwrite, &[], &CommitInfo::new(vec![], "bench"))
+            .await
+            .unwrap();
         let cases = [
-            (
-                "uncached (every GET scans)",
-                Cache::memory(0, Duration::from_secs(600)),
-            ),
-            (
-                "cached, in-process",
-                Cache::memory(10_000, Duration::from_secs(600)),
-            ),
-            (
-                "cached, Redis",
-                Cache::redis(&redis.url(), Duration::from_secs(600)).unwrap(),
-            ),
+            ("cached, in-process", Cache::memory(10_000, Duration::from_secs(600))),
+            ("cached, Redis", Cache::redis(&redis.url(), Duration::from_secs(600)).unwrap()),
+            ("uncached (every GET scans)", Cache::memory(0, Duration::from_secs(600))),
         ];
+        let only = std::env::var("ASSAY_BENCH_CASES").unwrap_or_default();
+        let mut size = 0;
+        let mut results = Vec::new();
         for (what, cache) in cases {
+            if !only.is_empty() && !only.split(',').any(|c| what.contains(c)) {
+                continue;
+            }
             let (url, token) = gateway(&lake, cache).await;
-            // Warm up (and fill the cache).
-            load(&url, &token, 2, 1).await;
-            let o = load(&url, &token, clients, seconds).await;
-            report(what, &o);
+            let body = reqwest::Client::new()
+                .get(&url)
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            size = body.len();
+            // Warm up (and fill the cache), then measure from another process.
+            let _ = tokio::task::spawn_blocking({
+                let (url, token) = (url.clone(), token.clone());
+                move || wrk(&url, &token, 2, 1)
+            })
+            .await;
+            let o = tokio::task::spawn_blocking(move || wrk(&url, &token, clients, seconds))
+                .await
+                .unwrap();
+            results.push((what, o));
         }
+        println!(
+            "REST GET rows?category=C&limit=12 ({size}-byte JSON body), wrk: {clients} connections, \
+             2 threads, {seconds} s each; machine: {} cores",
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+        for (what, o) in &results {
+            println!(
+                "  {what:<28} {:>9.0} req/s   p50 {:>6.2} ms   p99 {:>6.2} ms",
+                o.rps, o.p50_ms, o.p99_ms
+            );
+        }
+        (size, results)
     });
+    let (size, results) = body_size;
     let port = redis
         .url()
         .rsplit(':')
@@ -195,20 +196,38 @@ fn main() {
             "-t",
             "get",
             "-n",
-            "200000",
+            "1000000",
             "-c",
             &clients.to_string(),
             "-d",
-            "5000",
+            &size.to_string(),
             "--csv",
         ])
-        .output();
-    match out {
-        Ok(o) => println!(
-            "  redis-benchmark GET (5 KB values, {clients} clients):\n{}",
-            String::from_utf8_lossy(&o.stdout)
-        ),
-        Err(e) => println!("  redis-benchmark not available: {e}"),
+        .output()
+        .expect("redis-benchmark");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+    let row: Vec<f64> = text
+        .lines()
+        .find(|l| l.starts_with("\"GET\""))
+        .map(|l| {
+            l.split(',')
+                .skip(1)
+                .map(|v| v.trim_matches('"').parse().unwrap_or(f64::NAN))
+                .collect()
+        })
+        .unwrap_or_default();
+    let (rps, p50, p99) = (
+        row.first().copied().unwrap_or(f64::NAN),
+        row.get(3).copied().unwrap_or(f64::NAN),
+        row.get(5).copied().unwrap_or(f64::NAN),
+    );
+    println!(
+        "  {:<28} {rps:>9.0} req/s   p50 {p50:>6.2} ms   p99 {p99:>6.2} ms",
+        format!("redis-benchmark GET {size} B")
+    );
+    for (what, o) in &results {
+        println!("  {what}: {:.2}x redis-benchmark", o.rps / rps);
     }
     redis.kill();
 }

@@ -21,8 +21,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use redis::AsyncCommands;
-use serde::{Deserialize, Serialize};
 
 /// The default key namespace of a lake: `assay:` and 12 hex digits of the SHA-256 of its
 /// root URL.
@@ -34,14 +34,73 @@ pub fn lake_prefix(root: &str) -> String {
 }
 
 /// One cached response.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// The table version (or catalog fingerprint) the body was computed from.
     pub stamp: String,
     /// The `Content-Type` of the body.
     pub content_type: String,
+    /// The `ETag` of the body (from its key and stamp).
+    pub etag: String,
     /// The response body.
-    pub body: String,
+    pub body: Bytes,
+}
+
+/// The ETag of `key` at `stamp`.
+pub fn etag(key: &str, stamp: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("{key}\n{stamp}").as_bytes());
+    let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    format!("\"{hex}\"")
+}
+
+impl Entry {
+    /// An entry for `key`, computed at `stamp`.
+    pub fn new(key: &str, stamp: String, content_type: &str, body: impl Into<Bytes>) -> Entry {
+        Entry {
+            etag: etag(key, &stamp),
+            stamp,
+            content_type: content_type.to_string(),
+            body: body.into(),
+        }
+    }
+
+    /// The same body, stamped `stamp` (its ETag follows).
+    fn restamped(&self, key: &str, stamp: &str) -> Entry {
+        Entry {
+            stamp: stamp.to_string(),
+            etag: etag(key, stamp),
+            content_type: self.content_type.clone(),
+            body: self.body.clone(),
+        }
+    }
+
+    /// The Redis value: three header lines (stamp, content type, ETag), then the body.
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.body.len() + 64);
+        for h in [&self.stamp, &self.content_type, &self.etag] {
+            out.extend_from_slice(h.as_bytes());
+            out.push(b'\n');
+        }
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    fn decode(value: Vec<u8>) -> Option<Entry> {
+        let mut value = Bytes::from(value);
+        let mut line = || -> Option<String> {
+            let end = value.iter().position(|b| *b == b'\n')?;
+            let head = value.split_to(end + 1);
+            String::from_utf8(head[..end].to_vec()).ok()
+        };
+        let (stamp, content_type, etag) = (line()?, line()?, line()?);
+        Some(Entry {
+            stamp,
+            content_type,
+            etag,
+            body: value,
+        })
+    }
 }
 
 /// Counters, exported on `/metrics` and in tests.
@@ -61,7 +120,7 @@ enum Backend {
         conn: redis::aio::ConnectionManager,
     },
     Memory {
-        entries: moka::future::Cache<String, Entry>,
+        entries: moka::future::Cache<String, Arc<Entry>>,
         index: Mutex<HashMap<String, HashSet<String>>>,
     },
 }
@@ -258,13 +317,13 @@ impl Cache {
     }
 
     /// The entry under `key` whatever its stamp; `Err` when Redis failed (counted, logged).
-    async fn fetch(&self, key: &str) -> Result<Option<Entry>, ()> {
+    async fn fetch(&self, key: &str) -> Result<Option<Arc<Entry>>, ()> {
         match &self.backend {
             Backend::Memory { entries, .. } => Ok(entries.get(key).await),
             Backend::Redis { conn, .. } => {
                 let mut conn = conn.clone();
-                match conn.get::<_, Option<String>>(key).await {
-                    Ok(v) => Ok(v.and_then(|s| serde_json::from_str(&s).ok())),
+                match conn.get::<_, Option<Vec<u8>>>(key).await {
+                    Ok(v) => Ok(v.and_then(Entry::decode).map(Arc::new)),
                     Err(e) => {
                         self.failed("get", &e);
                         Err(())
@@ -276,7 +335,7 @@ impl Cache {
 
     /// The entry under `key` if its stamp is `stamp`; an entry with another stamp is stale
     /// and is deleted with the rest of its table's keys.
-    pub async fn get(&self, table: &str, key: &str, stamp: &str) -> Option<Entry> {
+    pub async fn get(&self, table: &str, key: &str, stamp: &str) -> Option<Arc<Entry>> {
         let found = self.fetch(key).await.ok().flatten();
         match found {
             Some(entry) if entry.stamp == stamp => {
@@ -298,7 +357,7 @@ impl Cache {
     }
 
     /// Stores an entry and records its key in the table's index.
-    pub async fn put(&self, table: &str, key: &str, entry: Entry) {
+    pub async fn put(&self, table: &str, key: &str, entry: Arc<Entry>) {
         match &self.backend {
             Backend::Memory { entries, index } => {
                 entries.insert(key.to_string(), entry).await;
@@ -310,9 +369,7 @@ impl Cache {
                 }
             }
             Backend::Redis { conn, .. } => {
-                let Ok(value) = serde_json::to_string(&entry) else {
-                    return;
-                };
+                let value = entry.encode();
                 let mut conn = conn.clone();
                 let ttl = self.ttl.as_secs().max(1);
                 let r: redis::RedisResult<()> = redis::pipe()
@@ -398,9 +455,9 @@ impl Cache {
                 return;
             };
             match current {
-                Some(mut entry) if entry.stamp == from => {
-                    entry.stamp = to.to_string();
-                    self.put(table, key, entry).await;
+                Some(entry) if entry.stamp == from => {
+                    self.put(table, key, Arc::new(entry.restamped(key, to)))
+                        .await;
                 }
                 Some(_) => stale.push(key.clone()),
                 None => {}
@@ -414,12 +471,16 @@ impl Cache {
 mod tests {
     use super::*;
 
-    fn entry(stamp: &str) -> Entry {
-        Entry {
-            stamp: stamp.into(),
-            content_type: "application/json".into(),
-            body: "[]".into(),
-        }
+    fn entry(stamp: &str) -> Arc<Entry> {
+        Arc::new(Entry::new("k", stamp.into(), "application/json", "[]"))
+    }
+
+    #[test]
+    fn redis_values_keep_stamp_type_etag_and_body() {
+        let e = Entry::new("k", "7".into(), "text/csv; charset=utf-8", "a\nb\n");
+        assert_eq!(Entry::decode(e.encode()), Some(e.clone()));
+        assert_eq!(e.restamped("k", "8").etag, etag("k", "8"));
+        assert_eq!(Entry::decode(b"broken".to_vec()), None);
     }
 
     #[test]

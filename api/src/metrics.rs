@@ -1,12 +1,13 @@
 //! Prometheus `/metrics`: request counts and latency histograms per route and status, cache
 //! hits / misses / errors, and whatever the engine records (runs, rows per step).
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::sync::{OnceLock, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::header;
+use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -39,21 +40,76 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
+/// Route and status labels, interned: routes come from the router and statuses from a
+/// short list, so the set is bounded; anything past [`MAX_LABELS`] is `other`.
+const MAX_LABELS: usize = 512;
+
+fn intern(value: &str) -> &'static str {
+    static LABELS: OnceLock<RwLock<HashMap<String, &'static str>>> = OnceLock::new();
+    let labels = LABELS.get_or_init(Default::default);
+    if let Some(v) = labels.read().ok().and_then(|m| m.get(value).copied()) {
+        return v;
+    }
+    let Ok(mut m) = labels.write() else {
+        return "other";
+    };
+    if m.len() >= MAX_LABELS {
+        return "other";
+    }
+    let leaked: &'static str = Box::leak(value.to_string().into_boxed_str());
+    m.insert(value.to_string(), leaked);
+    leaked
+}
+
+/// The method as a label: the standard ones, `other` for anything a client invents.
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+type Handles = (metrics::Counter, metrics::Histogram);
+/// The label triple a request is counted under.
+type LabelKey = (&'static str, &'static str, &'static str);
+
+/// The counter and histogram of one (method, route, status), registered once.
+fn handles(method: &'static str, route: &'static str, status: &'static str) -> Handles {
+    static HANDLES: OnceLock<RwLock<HashMap<LabelKey, Handles>>> = OnceLock::new();
+    let map = HANDLES.get_or_init(Default::default);
+    let key = (method, route, status);
+    if let Some(h) = map.read().ok().and_then(|m| m.get(&key).cloned()) {
+        return h;
+    }
+    let h = (
+        metrics::counter!("assay_http_requests_total", "method" => method, "route" => route, "status" => status),
+        metrics::histogram!("assay_http_request_duration_seconds", "method" => method, "route" => route),
+    );
+    if let Ok(mut m) = map.write() {
+        m.insert(key, h.clone());
+    }
+    h
+}
+
 /// Counts and times every request by method, matched route and status.
 pub(crate) async fn track(req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
+        .map_or("unmatched", |p| intern(p.as_str()));
+    let method = method_label(req.method());
     let started = Instant::now();
     let res = next.run(req).await;
-    let status = res.status().as_u16().to_string();
-    metrics::counter!("assay_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("assay_http_request_duration_seconds", "method" => method, "route" => route)
-        .record(started.elapsed().as_secs_f64());
+    let status = intern(res.status().as_str());
+    let (count, duration) = handles(method, route, status);
+    count.increment(1);
+    duration.record(started.elapsed().as_secs_f64());
     res
 }
 

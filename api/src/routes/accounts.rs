@@ -37,7 +37,7 @@ pub(crate) struct SignedUp {
 /// (`approval`), active at once (`open`), or refused (`closed`). New accounts are readers.
 #[utoipa::path(
     post,
-    path = "/signup",
+    path = "/api/v1/signup",
     tag = "accounts",
     request_body = Credentials,
     responses(
@@ -76,7 +76,7 @@ pub(crate) async fn signup(
 /// A bearer token (JWT) for a user name and password.
 #[utoipa::path(
     post,
-    path = "/login",
+    path = "/api/v1/login",
     tag = "accounts",
     request_body = Credentials,
     responses(
@@ -104,7 +104,7 @@ pub(crate) struct Accounts {
 /// Admins: every account (never a hash).
 #[utoipa::path(
     get,
-    path = "/users",
+    path = "/api/v1/users",
     tag = "accounts",
     security(("bearer" = []), ("api_key" = [])),
     responses(
@@ -123,7 +123,7 @@ pub(crate) async fn list(State(gw): State<Gateway>, caller: Caller) -> Result<Js
 /// Admins: an active account with a role.
 #[utoipa::path(
     post,
-    path = "/users",
+    path = "/api/v1/users",
     tag = "accounts",
     request_body = Credentials,
     security(("bearer" = []), ("api_key" = [])),
@@ -152,7 +152,7 @@ pub(crate) async fn create(
 /// Admins: activate, deactivate, change the role (not their own).
 #[utoipa::path(
     patch,
-    path = "/users/{name}",
+    path = "/api/v1/users/{name}",
     tag = "accounts",
     params(("name" = String, Path, description = "The account")),
     request_body = AccountChange,
@@ -196,7 +196,7 @@ pub(crate) struct KeysParams {
 /// The caller's keys (`?all=true`: everyone's, admins only).
 #[utoipa::path(
     get,
-    path = "/api-keys",
+    path = "/api/v1/api-keys",
     tag = "accounts",
     params(KeysParams),
     security(("bearer" = []), ("api_key" = [])),
@@ -240,7 +240,7 @@ pub(crate) struct NewKey {
 /// A new key acting as the caller; the key is shown only in this response.
 #[utoipa::path(
     post,
-    path = "/api-keys",
+    path = "/api/v1/api-keys",
     tag = "accounts",
     request_body = NewKey,
     security(("bearer" = []), ("api_key" = [])),
@@ -263,7 +263,7 @@ pub(crate) async fn create_key(
 /// Revokes a key (its owner or an admin).
 #[utoipa::path(
     delete,
-    path = "/api-keys/{id}",
+    path = "/api/v1/api-keys/{id}",
     tag = "accounts",
     params(("id" = String, Path, description = "The key id")),
     security(("bearer" = []), ("api_key" = [])),

@@ -5,18 +5,12 @@ use std::future::Future;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use sha2::Digest;
 
 use crate::Gateway;
 use crate::cache::Entry;
 use crate::error::Result;
 
-/// The ETag of `key` at `stamp`.
-pub(crate) fn etag(key: &str, stamp: &str) -> String {
-    let digest = sha2::Sha256::digest(format!("{key}\n{stamp}").as_bytes());
-    let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
-    format!("\"{hex}\"")
-}
+pub(crate) use crate::cache::etag;
 
 /// True when the client's `If-None-Match` names `tag`.
 pub(crate) fn matches_etag(headers: &HeaderMap, tag: &str) -> bool {
@@ -40,14 +34,13 @@ pub(crate) fn not_modified(tag: &str) -> Response {
     res
 }
 
-fn respond(entry: Entry, key: &str, cache: &'static str) -> Response {
-    let tag = etag(key, &entry.stamp);
-    let mut res = (StatusCode::OK, entry.body).into_response();
+fn respond(entry: &Entry, cache: &'static str) -> Response {
+    let mut res = (StatusCode::OK, entry.body.clone()).into_response();
     let h = res.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&entry.content_type) {
         h.insert(header::CONTENT_TYPE, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&tag) {
+    if let Ok(v) = HeaderValue::from_str(&entry.etag) {
         h.insert(header::ETAG, v);
     }
     h.insert("x-cache", HeaderValue::from_static(cache));
@@ -68,14 +61,16 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<Entry>>,
 {
-    let tag = etag(key, stamp);
-    if matches_etag(headers, &tag) {
-        return Ok(not_modified(&tag));
+    if headers.contains_key(header::IF_NONE_MATCH) {
+        let tag = etag(key, stamp);
+        if matches_etag(headers, &tag) {
+            return Ok(not_modified(&tag));
+        }
     }
     if let Some(entry) = gw.cache.get(table, key, stamp).await {
-        return Ok(respond(entry, key, "hit"));
+        return Ok(respond(&entry, "hit"));
     }
-    let entry = compute().await?;
+    let entry = std::sync::Arc::new(compute().await?);
     gw.cache.put(table, key, entry.clone()).await;
-    Ok(respond(entry, key, "miss"))
+    Ok(respond(&entry, "miss"))
 }

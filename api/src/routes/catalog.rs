@@ -35,7 +35,7 @@ pub(crate) struct CatalogParams {
 /// columns and last commit time; cached until one of them commits.
 #[utoipa::path(
     get,
-    path = "/catalog",
+    path = "/api/v1/catalog",
     tag = "tables",
     params(CatalogParams),
     security(("bearer" = []), ("api_key" = [])),
@@ -89,11 +89,7 @@ pub(crate) async fn catalog(
         let ids: Vec<_> = tables.iter().map(|(id, _)| id.clone()).collect();
         let tables = gw.core.describe(&caller.0, &ids).await?;
         let body = serde_json::to_string(&CatalogPage { tables }).map_err(ApiError::internal)?;
-        Ok(Entry {
-            stamp: stamp.clone(),
-            content_type: "application/json".into(),
-            body,
-        })
+        Ok(Entry::new(&key, stamp.clone(), "application/json", body))
     })
     .await
 }
@@ -101,7 +97,7 @@ pub(crate) async fn catalog(
 /// One table's detail and its last 20 commits.
 #[utoipa::path(
     get,
-    path = "/tables/{table}",
+    path = "/api/v1/tables/{table}",
     tag = "tables",
     params(("table" = String, Path, description = "`layer.name`, e.g. `gold.products`")),
     security(("bearer" = []), ("api_key" = [])),

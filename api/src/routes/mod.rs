@@ -56,7 +56,11 @@ impl Modify for Security {
 
 /// Every route with its documentation.
 pub(crate) fn all() -> OpenApiRouter<Gateway> {
-    let api = OpenApiRouter::new()
+    // Full paths, no nesting: a nested router costs a prefix strip per request.
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(system::health))
+        .routes(routes!(system::ready))
+        .routes(routes!(system::metrics))
         .routes(routes!(accounts::signup))
         .routes(routes!(accounts::login))
         .routes(routes!(accounts::list, accounts::create))
@@ -69,12 +73,7 @@ pub(crate) fn all() -> OpenApiRouter<Gateway> {
         .routes(routes!(query::query))
         .routes(routes!(runs::list, runs::start))
         .routes(routes!(runs::get))
-        .routes(routes!(system::openapi));
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(system::health))
-        .routes(routes!(system::ready))
-        .routes(routes!(system::metrics))
-        .nest("/api/v1", api)
+        .routes(routes!(system::openapi))
 }
 
 /// The answer for a path no route has.

@@ -38,7 +38,7 @@ pub(crate) struct QueryResult {
 /// Arrow IPC or Parquet (by `Accept`).
 #[utoipa::path(
     post,
-    path = "/query",
+    path = "/api/v1/query",
     tag = "sql",
     request_body = QueryBody,
     security(("bearer" = []), ("api_key" = [])),

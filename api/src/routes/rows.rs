@@ -83,7 +83,13 @@ fn json_rows(batches: &[RecordBatch]) -> Result<String> {
     String::from_utf8(buf).map_err(ApiError::internal)
 }
 
-async fn compute(gw: &Gateway, caller: &Caller, id: &TableId, q: &RowsQuery) -> Result<Entry> {
+async fn compute(
+    gw: &Gateway,
+    caller: &Caller,
+    id: &TableId,
+    q: &RowsQuery,
+    key: &str,
+) -> Result<Entry> {
     let rows = gw.core.rows(&caller.0, id, &q.request).await?;
     let batches: Vec<RecordBatch> = rows
         .stream
@@ -101,11 +107,7 @@ async fn compute(gw: &Gateway, caller: &Caller, id: &TableId, q: &RowsQuery) -> 
     );
     // A newer version than the one this request was stamped with is news to the core.
     gw.core.observe(id, rows.version);
-    Ok(Entry {
-        stamp: rows.version.to_string(),
-        content_type: JSON.into(),
-        body,
-    })
+    Ok(Entry::new(key, rows.version.to_string(), JSON, body))
 }
 
 /// Rows of a table: `col=v` (equality), `col[op]=v` with `ne`, `gt`, `gte`, `lt`, `lte`,
@@ -113,7 +115,7 @@ async fn compute(gw: &Gateway, caller: &Caller, id: &TableId, q: &RowsQuery) -> 
 /// cached; CSV, Arrow IPC and Parquet (by `Accept`) stream uncached with an ETag.
 #[utoipa::path(
     get,
-    path = "/tables/{table}/rows",
+    path = "/api/v1/tables/{table}/rows",
     tag = "tables",
     params(
         ("table" = String, Path, description = "`layer.name`, e.g. `gold.products`"),
@@ -150,7 +152,7 @@ pub(crate) async fn get_rows(
     let format = Format::negotiate(&headers)?;
     if format == Format::Json {
         return cached_or(&gw, &table, &key, &version.to_string(), &headers, || {
-            compute(&gw, &caller, &id, &q)
+            compute(&gw, &caller, &id, &q, &key)
         })
         .await;
     }
@@ -200,7 +202,7 @@ fn parse_rows(body: &[u8]) -> Result<Vec<Map<String, Value>>> {
 /// schema, in one commit.
 #[utoipa::path(
     post,
-    path = "/tables/{table}/rows",
+    path = "/api/v1/tables/{table}/rows",
     tag = "tables",
     params(("table" = String, Path, description = "`layer.name`")),
     request_body(content = Vec<Object>, description = "Rows: objects from column name to value"),

@@ -26,7 +26,7 @@ pub(crate) struct RunsParams {
 /// Recent runs from `_system.runs`, newest first, and the run in progress.
 #[utoipa::path(
     get,
-    path = "/runs",
+    path = "/api/v1/runs",
     tag = "runs",
     params(RunsParams),
     security(("bearer" = []), ("api_key" = [])),
@@ -68,7 +68,7 @@ pub(crate) async fn list(
 /// One run with its steps (`status: running` while in progress).
 #[utoipa::path(
     get,
-    path = "/runs/{id}",
+    path = "/api/v1/runs/{id}",
     tag = "runs",
     params(("id" = String, Path, description = "The run id")),
     security(("bearer" = []), ("api_key" = [])),
@@ -101,7 +101,7 @@ pub(crate) struct StartRun {
 /// Admins: starts a run in the background.
 #[utoipa::path(
     post,
-    path = "/runs",
+    path = "/api/v1/runs",
     tag = "runs",
     request_body = StartRun,
     security(("bearer" = []), ("api_key" = [])),

@@ -75,7 +75,7 @@ pub(crate) async fn metrics(State(gw): State<Gateway>, caller: Caller) -> Result
 /// This document.
 #[utoipa::path(
     get,
-    path = "/openapi.json",
+    path = "/api/v1/openapi.json",
     tag = "health",
     responses((status = 200, description = "The OpenAPI 3.1 document", body = Object))
 )]

@@ -125,7 +125,13 @@ pub struct AccessPolicy {
     keys: Keys,
     oidc: Option<oidc::Oidc>,
     token_ttl: Duration,
+    /// Our JWTs whose signature and claims were checked: token -> (subject, expiry). The
+    /// account is still looked up on every request; only the decoding is saved.
+    verified: moka::sync::Cache<String, (String, u64)>,
 }
+
+/// Verified tokens remembered at most.
+const VERIFIED_TOKENS: u64 = 10_000;
 
 impl fmt::Debug for AccessPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -181,6 +187,10 @@ impl AccessPolicy {
             keys: Keys::from_secret(&random_secret()),
             oidc: None,
             token_ttl,
+            verified: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_TOKENS)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
         }
     }
 
@@ -188,6 +198,7 @@ impl AccessPolicy {
     /// every gateway that shares it).
     pub fn with_secret(mut self, secret: &[u8]) -> Self {
         self.keys = Keys::from_secret(secret);
+        self.verified.invalidate_all();
         self
     }
 
@@ -370,6 +381,11 @@ impl AccessPolicy {
         if let Some(rest) = token.strip_prefix("ak_") {
             return self.verify_api_key(rest).await;
         }
+        if let Some((sub, exp)) = self.verified.get(token)
+            && now_secs() < exp
+        {
+            return self.current(&sub).await;
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::BadToken)?;
         if header.alg == Algorithm::HS256 {
             let mut v = Validation::new(Algorithm::HS256);
@@ -378,6 +394,10 @@ impl AccessPolicy {
             v.leeway = 5;
             let data = jsonwebtoken::decode::<Claims>(token, &self.keys.decoding, &v)
                 .map_err(|_| AuthError::BadToken)?;
+            self.verified.insert(
+                token.to_string(),
+                (data.claims.sub.clone(), data.claims.exp),
+            );
             return self.current(&data.claims.sub).await;
         }
         let Some(oidc) = &self.oidc else {
