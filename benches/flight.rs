@@ -83,8 +83,8 @@ fn main() {
         eprintln!("wrote gold.big ({rows} rows) in {:.1}s", t.elapsed().as_secs_f64());
 
         let catalog = LakeCatalog::load(lake.clone()).await.unwrap();
-        let query = QueryService::new(catalog, QueryLimits::default());
-        let admin = assay_engine::auth::Principal { name: "bench".into(), role: Role::Admin };
+        let query = QueryService::new(catalog, QueryLimits::default()).unwrap();
+        let admin = assay_engine::auth::Principal::local("bench", Role::Admin);
         let policy = Arc::new(AccessPolicy::new(
             vec![LocalUser { name: "bench".into(), password: Secret::new("pw"), role: Role::Admin }],
             Duration::from_secs(3600),
@@ -94,7 +94,7 @@ fn main() {
         let service = AssayFlightSql::new(core, false).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(assay_flight::serve(listener, service, std::future::pending()));
+        tokio::spawn(assay_flight::serve(listener, service, Default::default(), std::future::pending()));
         let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
         let mut client = FlightSqlServiceClient::new(channel);
         client.handshake("bench", "pw").await.unwrap();
@@ -104,7 +104,7 @@ fn main() {
             let t = Instant::now();
             let df = query.plan(&admin, "SELECT * FROM gold.big", None).await.unwrap();
             let batches: Vec<RecordBatch> =
-                query.execute(df).await.unwrap().try_collect().await.unwrap();
+                query.execute(&admin, df).await.unwrap().try_collect().await.unwrap();
             let n = batches.iter().map(|b| b.num_rows() as u64).sum();
             report("in-process scan", n, bytes(&batches), t.elapsed());
             drop(batches);

@@ -90,13 +90,10 @@ async fn gateway(lake: &Lake, cache: Cache) -> (String, String) {
         .with_secret(b"bench secret bench secret bench secret"),
     );
     let token = policy
-        .issue_token(&Principal {
-            name: "bench".into(),
-            role: Role::Reader,
-        })
+        .issue_token(&Principal::local("bench", Role::Reader))
         .unwrap();
     let core = assay_engine::service::Core::new(
-        QueryService::new(catalog, QueryLimits::default()),
+        QueryService::new(catalog, QueryLimits::default()).unwrap(),
         policy,
         Duration::from_secs(1),
     );

@@ -41,6 +41,7 @@ pub fn status_of(kind: ErrorKind) -> (StatusCode, &'static str) {
         ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
         ErrorKind::Conflict => (StatusCode::CONFLICT, "conflict"),
         ErrorKind::TooLarge => (StatusCode::UNPROCESSABLE_ENTITY, "too_many_rows"),
+        ErrorKind::Busy => (StatusCode::TOO_MANY_REQUESTS, "busy"),
         ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         ErrorKind::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
         ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -77,7 +78,12 @@ impl IntoResponse for ApiError {
             code: code.into(),
             message: self.to_string(),
         };
-        (status, axum::Json(body)).into_response()
+        let mut res = (status, axum::Json(body)).into_response();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            res.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, 1.into());
+        }
+        res
     }
 }
 

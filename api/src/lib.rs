@@ -46,6 +46,8 @@ pub struct Gateway {
     pub cache: Arc<Cache>,
     /// Most rows one `rows` or `query` response may carry.
     pub max_rows: usize,
+    /// Connections, header timeout and body size the server accepts.
+    pub limits: assay_engine::config::ServeLimits,
 }
 
 impl Gateway {
@@ -62,7 +64,14 @@ impl Gateway {
             core,
             cache: Arc::new(cache),
             max_rows,
+            limits: assay_engine::config::ServeLimits::default(),
         }
+    }
+
+    /// The gateway with these connection limits.
+    pub fn with_limits(mut self, limits: assay_engine::config::ServeLimits) -> Self {
+        self.limits = limits;
+        self
     }
 }
 
@@ -100,8 +109,10 @@ impl FromRequestParts<Gateway> for Caller {
 pub fn router(gw: Gateway) -> Router {
     let (routes, _) = routes::all().split_for_parts();
     metrics::handle();
+    let body_limit = gw.limits.max_body_bytes;
     routes
         .fallback(routes::not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::map_response(no_store_on_errors))
         .layer(axum::middleware::from_fn(metrics::track))
         .with_state(gw)
@@ -116,7 +127,10 @@ async fn no_store_on_errors(mut res: Response) -> Response {
     res
 }
 
-/// Serves the gateway on `listener` until `shutdown` completes.
+/// Serves the gateway on `listener` until `shutdown` completes: at most
+/// `limits.max_connections` connections (more are closed at once), each with
+/// `limits.header_timeout` to send a request's headers (slow clients are cut off, idle
+/// kept-alive connections closed). In-flight requests finish before it returns.
 ///
 /// # Errors
 /// The server failed.
@@ -125,7 +139,58 @@ pub async fn serve(
     gw: Gateway,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(gw))
-        .with_graceful_shutdown(shutdown)
-        .await
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let limits = gw.limits;
+    let app = router(gw);
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            ::metrics::counter!("assay_http_connections_refused_total").increment(1);
+            drop(stream);
+            continue;
+        };
+        let app = app.clone();
+        let service =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                let mut app = app.clone();
+                tower_service::Service::call(&mut app, req.map(axum::body::Body::new))
+            });
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// The client's address, when the gateway runs under [`serve`].
+pub(crate) fn client_ip(parts: &axum::http::Extensions) -> Option<std::net::IpAddr> {
+    parts
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
 }

@@ -37,7 +37,7 @@ pub(crate) async fn serve(
     let catalog = LakeCatalog::load(lake.clone())
         .await
         .with_context(|| format!("opening lake {}", lake.root()))?;
-    let query = QueryService::new(catalog, project.query.clone());
+    let query = QueryService::new(catalog, project.query.clone())?;
     let max_rows = query.limits().max_rows.unwrap_or(10_000);
     let launcher = Launcher::new(pipeline, project.run.clone(), lake.clone());
     let core: Arc<dyn LakeService> = Arc::new(
@@ -79,7 +79,7 @@ pub(crate) async fn serve(
         http_listener.local_addr()?,
         cache.kind()
     );
-    let gateway = Gateway::new(core, cache, max_rows);
+    let gateway = Gateway::new(core, cache, max_rows).with_limits(project.serve.limits);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -87,6 +87,7 @@ pub(crate) async fn serve(
     let flight = tokio::spawn(assay_flight::serve(
         flight_listener,
         service,
+        project.serve.limits,
         stopped(stop_rx.clone()),
     ));
     let rest = tokio::spawn(assay_api::serve(http_listener, gateway, stopped(stop_rx)));
@@ -111,7 +112,8 @@ async fn access_policy(project: &Project, lake: &Lake) -> Result<AccessPolicy> {
     let has_config_users = !users.is_empty();
     let auth = &project.auth;
     let mut policy = AccessPolicy::new(users, auth.token_ttl)
-        .with_store(UserStore::new(lake.clone())?, auth.signup);
+        .with_store(UserStore::new(lake.clone())?, auth.signup)
+        .with_throttle(auth.throttle);
     match project.jwt_secret(env)? {
         Some(secret) => policy = policy.with_secret(secret.expose().as_bytes()),
         None => tracing::warn!(

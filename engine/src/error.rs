@@ -29,6 +29,8 @@ pub enum ErrorKind {
     Timeout,
     /// The result or the work exceeds a limit (rows, memory).
     TooLarge,
+    /// Too many requests or queries now (a concurrency cap or a rate limit): retry later.
+    Busy,
     /// A bug or an unexpected failure: details are logged, never sent.
     Internal,
 }

@@ -66,13 +66,85 @@ impl fmt::Display for Role {
     }
 }
 
+/// Where a caller's identity comes from: names of different sources never meet, so an
+/// OIDC user `alice` is not the local account `alice`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Source {
+    /// A `[[users]]` entry or an account in the lake's store (one namespace).
+    #[default]
+    Local,
+    /// A user of the configured OIDC issuer.
+    Oidc,
+}
+
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    /// User name.
+    /// User name (unique within its source).
     pub name: String,
     /// Role.
     pub role: Role,
+    /// Where the identity comes from.
+    pub source: Source,
+}
+
+/// What an API key records as its owner: a local name, or `oidc:<role>:<name>` (local
+/// names cannot hold `:`, so the two never collide).
+const OIDC_OWNER: &str = "oidc:";
+
+impl Principal {
+    /// A local account or config user.
+    pub fn local(name: impl Into<String>, role: Role) -> Self {
+        Principal {
+            name: name.into(),
+            role,
+            source: Source::Local,
+        }
+    }
+
+    /// A user of the OIDC issuer.
+    pub fn oidc(name: impl Into<String>, role: Role) -> Self {
+        Principal {
+            name: name.into(),
+            role,
+            source: Source::Oidc,
+        }
+    }
+
+    /// The identity as one string (`alice`, or `oidc:alice` for an OIDC user).
+    pub fn identity(&self) -> String {
+        match self.source {
+            Source::Local => self.name.clone(),
+            Source::Oidc => format!("{OIDC_OWNER}{}", self.name),
+        }
+    }
+
+    /// Whether `other` is the same identity (name and source; the role may differ).
+    pub fn same_identity(&self, other: &Principal) -> bool {
+        self.name == other.name && self.source == other.source
+    }
+
+    /// The owner an API key of this principal records: the local name, or
+    /// `oidc:<role>:<name>` (an OIDC user's key acts as them, with the role they had when
+    /// they made it).
+    pub fn key_owner(&self) -> String {
+        match self.source {
+            Source::Local => self.name.clone(),
+            Source::Oidc => format!("{OIDC_OWNER}{}:{}", self.role, self.name),
+        }
+    }
+
+    /// The principal an API key's recorded owner stands for (`None` for a malformed
+    /// OIDC owner).
+    pub fn from_key_owner(owner: &str) -> Option<Principal> {
+        match owner.strip_prefix(OIDC_OWNER) {
+            None => Some(Principal::local(owner, Role::Reader)),
+            Some(rest) => {
+                let (role, name) = rest.split_once(':')?;
+                Some(Principal::oidc(name, Role::parse(role)?))
+            }
+        }
+    }
 }
 
 /// A password that never prints.

@@ -15,7 +15,7 @@ pub(crate) fn code_of(kind: ErrorKind) -> Code {
         ErrorKind::Conflict => Code::FailedPrecondition,
         ErrorKind::Unavailable => Code::Unavailable,
         ErrorKind::Timeout => Code::DeadlineExceeded,
-        ErrorKind::TooLarge => Code::ResourceExhausted,
+        ErrorKind::TooLarge | ErrorKind::Busy => Code::ResourceExhausted,
         ErrorKind::Internal => Code::Internal,
     }
 }

@@ -18,6 +18,7 @@ use crate::error::internal;
 #[derive(Debug, Clone)]
 pub(crate) struct Prepared {
     pub(crate) sql: String,
+    /// [`Principal::identity`] of who prepared it.
     pub(crate) owner: String,
     pub(crate) params: Option<ParamValues>,
 }
@@ -61,7 +62,7 @@ impl PreparedStore {
         let handle = std::str::from_utf8(handle)
             .map_err(|_| Status::invalid_argument("prepared statement handle is not UTF-8"))?;
         match self.map.get(handle) {
-            Some(p) if p.owner == principal.name => Ok(p),
+            Some(p) if p.owner == principal.identity() => Ok(p),
             _ => Err(Status::not_found(format!(
                 "no prepared statement `{handle}` (closed, or idle too long)"
             ))),
@@ -114,10 +115,7 @@ mod tests {
 
     #[test]
     fn the_store_is_bounded_and_forgets_idle_statements() {
-        let ana = Principal {
-            name: "ana".into(),
-            role: Role::Reader,
-        };
+        let ana = Principal::local("ana", Role::Reader);
         let store = PreparedStore::new(100, Duration::from_millis(300));
         for i in 0..1000 {
             store.insert(format!("h{i}"), statement("ana")).unwrap();
@@ -130,10 +128,7 @@ mod tests {
         );
         store.insert("kept".into(), statement("ana")).unwrap();
         assert!(store.get(b"kept", &ana).is_ok());
-        let bob = Principal {
-            name: "bob".into(),
-            role: Role::Admin,
-        };
+        let bob = Principal::local("bob", Role::Admin);
         assert!(
             store.get(b"kept", &bob).is_err(),
             "only its owner uses a statement"

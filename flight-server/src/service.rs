@@ -171,7 +171,12 @@ impl FlightSqlService for AssayFlightSql {
         Status,
     > {
         let (user, password) = auth::basic(request.metadata())?;
-        let login = self.core.login(&user, &password).await.map_err(status)?;
+        let client = request.remote_addr().map(|a| a.ip());
+        let login = self
+            .core
+            .login(&user, &password, client)
+            .await
+            .map_err(status)?;
         let token = login.token;
         tracing::info!(user = %login.user, "flight handshake");
         let reply = HandshakeResponse {
@@ -250,7 +255,7 @@ impl FlightSqlService for AssayFlightSql {
             handle.clone(),
             Prepared {
                 sql: query.query,
-                owner: principal.name,
+                owner: principal.identity(),
                 params: None,
             },
         )?;

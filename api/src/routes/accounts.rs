@@ -45,10 +45,12 @@ pub(crate) struct SignedUp {
         (status = 400, description = "A bad name, password or body", body = ErrorBody),
         (status = 403, description = "Signup is closed", body = ErrorBody),
         (status = 409, description = "The name is taken", body = ErrorBody),
+        (status = 429, description = "Too many signups from this address", body = ErrorBody),
     )
 )]
 pub(crate) async fn signup(
     State(gw): State<Gateway>,
+    ext: axum::http::Extensions,
     b: std::result::Result<Json<Credentials>, JsonRejection>,
 ) -> Result<Response> {
     let c = body(b)?;
@@ -57,7 +59,10 @@ pub(crate) async fn signup(
             "role: new accounts are readers; an admin changes roles",
         ));
     }
-    let user = gw.core.signup(&c.username, &c.password).await?;
+    let user = gw
+        .core
+        .signup(&c.username, &c.password, crate::client_ip(&ext))
+        .await?;
     let message = if user.is_active {
         "account created; log in with POST /api/v1/login"
     } else {
@@ -84,14 +89,17 @@ pub(crate) async fn signup(
         (status = 400, description = "A bad body", body = ErrorBody),
         (status = 401, description = "Unknown user or wrong password", body = ErrorBody),
         (status = 403, description = "The account is inactive", body = ErrorBody),
+        (status = 429, description = "Too many logins from this address or for this account", body = ErrorBody),
     )
 )]
 pub(crate) async fn login(
     State(gw): State<Gateway>,
+    ext: axum::http::Extensions,
     b: std::result::Result<Json<Credentials>, JsonRejection>,
 ) -> Result<Json<Login>> {
     let c = body(b)?;
-    Ok(Json(gw.core.login(&c.username, &c.password).await?))
+    let client = crate::client_ip(&ext);
+    Ok(Json(gw.core.login(&c.username, &c.password, client).await?))
 }
 
 /// Every account.
@@ -133,6 +141,7 @@ pub(crate) async fn list(State(gw): State<Gateway>, caller: Caller) -> Result<Js
         (status = 401, description = "No or a bad token", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 409, description = "The name is taken", body = ErrorBody),
+        (status = 429, description = "Too many signups from this address", body = ErrorBody),
     )
 )]
 pub(crate) async fn create(

@@ -264,10 +264,7 @@ fn now() -> u64 {
 #[tokio::test]
 async fn forged_unsigned_and_expired_tokens_get_401() {
     let s = server(SignupPolicy::Approval).await;
-    let admin = Principal {
-        name: ADMIN.0.into(),
-        role: Role::Admin,
-    };
+    let admin = Principal::local(ADMIN.0, Role::Admin);
     let catalog = "/api/v1/catalog";
     let good = s.policy.issue_token(&admin).unwrap();
     assert_eq!(s.json(Method::GET, catalog, Some(&good), None).await.0, 200);
@@ -420,6 +417,7 @@ async fn oidc_tokens_signed_by_the_issuers_jwks_work() {
     };
     let s = server_with(SignupPolicy::Closed, Some(settings)).await;
     let key = include_str!("../fixtures/oidc_rsa.pem");
+    let key_pem = key;
     let stranger = include_str!("../fixtures/oidc_rsa_other.pem");
     let claims = |aud: &str, role: Value, exp: u64| {
         json!({"iss": "https://id.example.test", "aud": aud, "sub": "u-123",
@@ -489,8 +487,34 @@ async fn oidc_tokens_signed_by_the_issuers_jwks_work() {
         s.json(Method::GET, silver, Some(&borrowed), None).await.0,
         404
     );
-    // An account of the same name lowers the role, and deactivating it locks the user out.
+    // The OIDC user's API key acts as that OIDC user, never as the local admin.
+    let (status, body) = s
+        .json(
+            Method::POST,
+            "/api/v1/api-keys",
+            Some(&borrowed),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let key = body["key"].as_str().unwrap().to_string();
+    assert_eq!(s.json(Method::GET, silver, Some(&key), None).await.0, 404);
+    assert_eq!(
+        s.json(Method::GET, "/api/v1/users", Some(&key), None)
+            .await
+            .0,
+        403
+    );
     let admin = s.token(ADMIN).await;
+    let (_, mine) = s
+        .json(Method::GET, "/api/v1/api-keys", Some(&admin), None)
+        .await;
+    assert!(
+        !mine.to_string().contains(body["key_id"].as_str().unwrap()),
+        "the local admin does not own the OIDC user's key: {mine}"
+    );
+    // A local account of the same name (signup or admin-made) neither demotes nor locks
+    // out the OIDC user: they are different identities.
     let (status, _) = s
         .json(
             Method::POST,
@@ -502,7 +526,7 @@ async fn oidc_tokens_signed_by_the_issuers_jwks_work() {
     assert_eq!(status, 201);
     assert_eq!(
         s.json(Method::GET, silver, Some(&engineer), None).await.0,
-        404
+        200
     );
     let (status, _) = s
         .json(
@@ -517,7 +541,17 @@ async fn oidc_tokens_signed_by_the_issuers_jwks_work() {
         s.json(Method::GET, "/api/v1/catalog", Some(&engineer), None)
             .await
             .0,
-        403
+        200
+    );
+    // A token that is not valid yet (`nbf` in the future) is refused.
+    let early = json!({"iss": "https://id.example.test", "aud": "assay", "sub": "u-9",
+        "preferred_username": "nina", "exp": now() + 1200, "nbf": now() + 600, "iat": now()});
+    let early = oidc_token(key_pem, "test-key", early);
+    assert_eq!(
+        s.json(Method::GET, "/api/v1/catalog", Some(&early), None)
+            .await
+            .0,
+        401
     );
 
     // Keys were fetched once and cached; the unknown kid refetches at most every 10 s.
@@ -614,4 +648,43 @@ async fn bad_bodies_parameters_and_a_dead_issuer_get_clear_errors() {
             .0,
         200
     );
+}
+
+#[tokio::test]
+async fn is_admin_false_demotes_only_admins() {
+    let s = server(SignupPolicy::Closed).await;
+    let admin = s.token(ADMIN).await;
+    for (name, role) in [("rita", "reader"), ("adam", "admin")] {
+        let (status, _) = s
+            .json(
+                Method::POST,
+                "/api/v1/users",
+                Some(&admin),
+                Some(json!({"username": name, "password": "password-123", "role": role})),
+            )
+            .await;
+        assert_eq!(status, 201);
+    }
+    let demote = json!({"is_admin": false});
+    let (status, body) = s
+        .json(
+            Method::PATCH,
+            "/api/v1/users/rita",
+            Some(&admin),
+            Some(demote.clone()),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["role"], "reader", "a reader is not promoted: {body}");
+    let (status, body) = s
+        .json(
+            Method::PATCH,
+            "/api/v1/users/adam",
+            Some(&admin),
+            Some(demote),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["role"], "engineer");
+    assert_eq!(body["is_admin"], false);
 }

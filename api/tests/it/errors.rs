@@ -16,6 +16,7 @@ fn expected(kind: ErrorKind) -> (u16, &'static str) {
         ErrorKind::Forbidden => (403, "forbidden"),
         ErrorKind::Unauthenticated => (401, "unauthenticated"),
         ErrorKind::Conflict => (409, "conflict"),
+        ErrorKind::Busy => (429, "busy"),
         ErrorKind::Unavailable => (503, "unavailable"),
         ErrorKind::Timeout => (504, "timeout"),
         ErrorKind::TooLarge => (422, "too_many_rows"),

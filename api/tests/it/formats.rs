@@ -112,8 +112,7 @@ async fn large_query_results_stream() {
     };
     let s = Server::start_with(Cache::memory(10, Duration::from_secs(60)), limits).await;
     let t = s.token(ADMIN).await;
-    let sql =
-        json!({"sql": "SELECT value, value * 2 AS twice FROM range(300000)", "limit": 250000});
+    let sql = json!({"sql": "SELECT value, value * 2 AS twice FROM range(300000) ORDER BY value", "limit": 250000});
     for accept in [
         "application/vnd.apache.arrow.stream",
         "application/vnd.apache.parquet",

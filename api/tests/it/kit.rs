@@ -8,6 +8,7 @@ use std::time::Duration;
 use assay_api::{Cache, Gateway};
 use assay_engine::Lake;
 use assay_engine::auth::{AccessPolicy, LocalUser, Role, Secret};
+use assay_engine::config::ServeLimits;
 use assay_engine::query::{QueryLimits, QueryService};
 use assay_engine::service::{Core, LakeService};
 use assay_engine::session::LakeCatalog;
@@ -27,7 +28,7 @@ pub(crate) struct Server {
     pub(crate) lake: Lake,
     pub(crate) gateway: Gateway,
     pub(crate) policy: Arc<AccessPolicy>,
-    client: reqwest::Client,
+    pub(crate) client: reqwest::Client,
     _dir: tempfile::TempDir,
     _backend: assay_testkit::Backend,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -85,7 +86,32 @@ impl Server {
     ) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let lake = assay_testkit::seeded_lake(&backend, dir.path()).await;
-        Self::on_lake(lake, dir, backend, cache, limits, REFRESH, policy, core).await
+        let serve = ServeLimits::default();
+        Self::on_lake(
+            lake, dir, backend, cache, limits, serve, REFRESH, policy, core,
+        )
+        .await
+    }
+
+    /// A gateway with these connection limits.
+    pub(crate) async fn serving(serve: ServeLimits) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = assay_testkit::Backend::Local;
+        let lake = assay_testkit::seeded_lake(&backend, dir.path()).await;
+        let cache = Cache::memory(100, Duration::from_secs(60));
+        let limits = QueryLimits::default();
+        Self::on_lake(
+            lake,
+            dir,
+            backend,
+            cache,
+            limits,
+            serve,
+            REFRESH,
+            |p, _| p,
+            |c| c,
+        )
+        .await
     }
 
     /// Another gateway on `other`'s lake with a Redis cache at `url` that re-reads versions
@@ -98,6 +124,7 @@ impl Server {
             assay_testkit::Backend::Local,
             Cache::redis(url, Duration::from_secs(600)).unwrap(),
             QueryLimits::default(),
+            ServeLimits::default(),
             refresh,
             |p, _| p,
             |c| c,
@@ -112,6 +139,7 @@ impl Server {
         backend: assay_testkit::Backend,
         cache: Cache,
         limits: QueryLimits,
+        serve: ServeLimits,
         refresh: Duration,
         policy: impl FnOnce(AccessPolicy, &Lake) -> AccessPolicy,
         core: impl FnOnce(Core) -> Core,
@@ -131,12 +159,12 @@ impl Server {
         );
         let policy = Arc::new(policy(base, &lake));
         let catalog = LakeCatalog::load(lake.clone()).await.unwrap();
-        let query = QueryService::new(catalog, limits);
+        let query = QueryService::new(catalog, limits).unwrap();
         let max_rows = query.limits().max_rows.unwrap_or(10_000);
         let core = core(Core::new(query, Arc::clone(&policy), refresh));
         let cache = cache.with_prefix(assay_api::cache::lake_prefix(lake.root().as_str()));
         let core: std::sync::Arc<dyn LakeService> = std::sync::Arc::new(core);
-        let gateway = Gateway::new(core, cache, max_rows);
+        let gateway = Gateway::new(core, cache, max_rows).with_limits(serve);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

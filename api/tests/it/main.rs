@@ -7,5 +7,6 @@ mod cache;
 mod cloud;
 mod errors;
 mod formats;
+mod hardening;
 mod kit;
 mod requests;

@@ -22,7 +22,7 @@ pub enum Action<'a> {
     ListAllKeys,
     /// Revoke an API key owned by `owner`.
     RevokeKey {
-        /// The key's owner.
+        /// The key's recorded owner ([`Principal::key_owner`]).
         owner: &'a str,
     },
 }
@@ -60,7 +60,11 @@ pub fn authorize(principal: &Principal, action: Action<'_>) -> Result<(), Servic
         Action::ReadRuns => needs("engineers and admins", "see run history"),
         Action::ReadMetrics => needs("engineers and admins", "read metrics"),
         _ if role == Role::Admin => Ok(()),
-        Action::RevokeKey { owner } if owner == principal.name => Ok(()),
+        Action::RevokeKey { owner }
+            if Principal::from_key_owner(owner).is_some_and(|o| o.same_identity(principal)) =>
+        {
+            Ok(())
+        }
         Action::RevokeKey { .. } => Err(ServiceError::not_found("no such API key")),
         Action::StartRun => needs("admins", "start runs"),
         Action::ManageAccounts => needs("admins", "manage accounts"),

@@ -24,9 +24,12 @@ use serde::{Deserialize, Serialize};
 mod authorize;
 mod oidc;
 pub mod store;
+mod throttle;
+
+pub use throttle::ThrottleLimits;
 
 pub use crate::config::{OidcSettings, SignupPolicy};
-pub use crate::identity::{LocalUser, Principal, Role, Secret};
+pub use crate::identity::{LocalUser, Principal, Role, Secret, Source};
 pub use authorize::{Action, authorize};
 
 use store::{UserRecord, UserStore, hash_key_secret, verify_password};
@@ -66,6 +69,9 @@ pub enum AuthError {
     /// No such account or key.
     #[error("{0}")]
     NotFound(String),
+    /// Too many attempts (per client or per account): retry later.
+    #[error("{0}")]
+    Throttled(String),
     /// The account store or the OIDC issuer could not be reached (details are logged).
     #[error("authentication is unavailable")]
     Unavailable,
@@ -82,6 +88,7 @@ impl AuthError {
             AuthError::Conflict(_) => ErrorKind::Conflict,
             AuthError::NotFound(_) => ErrorKind::NotFound,
             AuthError::Unavailable => ErrorKind::Unavailable,
+            AuthError::Throttled(_) => ErrorKind::Busy,
         }
     }
 }
@@ -128,6 +135,7 @@ pub struct AccessPolicy {
     /// Our JWTs whose signature and claims were checked: token -> (subject, expiry). The
     /// account is still looked up on every request; only the decoding is saved.
     verified: moka::sync::Cache<String, (String, u64)>,
+    throttle: throttle::Throttle,
 }
 
 /// Verified tokens remembered at most.
@@ -191,7 +199,19 @@ impl AccessPolicy {
                 .max_capacity(VERIFIED_TOKENS)
                 .time_to_live(Duration::from_secs(60))
                 .build(),
+            throttle: throttle::Throttle::new(ThrottleLimits::default()),
         }
+    }
+
+    /// Throttles logins and signups by `limits`.
+    pub fn with_throttle(mut self, limits: ThrottleLimits) -> Self {
+        self.throttle = throttle::Throttle::new(limits);
+        self
+    }
+
+    /// The login and signup limits.
+    pub fn throttle_limits(&self) -> ThrottleLimits {
+        self.throttle.limits()
     }
 
     /// Signs and checks our JWTs with `secret` (so tokens survive restarts and work on
@@ -259,7 +279,12 @@ impl AccessPolicy {
     ///
     /// # Errors
     /// Signup closed (403), a bad name or password (400), a taken name (409).
-    pub async fn signup(&self, name: &str, password: &str) -> Result<UserRecord, AuthError> {
+    pub async fn signup(
+        &self,
+        name: &str,
+        password: &str,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<UserRecord, AuthError> {
         let store = self.store_or_forbidden()?;
         if self.signup == SignupPolicy::Closed {
             return Err(AuthError::Forbidden(
@@ -267,6 +292,7 @@ impl AccessPolicy {
             ));
         }
         check_new_account(name, password)?;
+        self.throttle.signup(client)?;
         if self.users.contains_key(name) {
             return Err(AuthError::Conflict(name.into()));
         }
@@ -301,45 +327,56 @@ impl AccessPolicy {
             .ok_or_else(|| AuthError::Conflict(name.into()))
     }
 
-    /// Checks a user name and password.
+    /// Checks a user name and password from `client` (throttled per client and per
+    /// account; every attempt costs one password hash check, known user or not).
     ///
     /// # Errors
     /// [`AuthError::BadCredentials`], the same for an unknown user and a wrong password;
-    /// [`AuthError::Inactive`] for a right password on an inactive account.
-    pub async fn authenticate(&self, name: &str, password: &str) -> Result<Principal, AuthError> {
-        if let Some(u) = self.users.get(name) {
+    /// [`AuthError::Inactive`] for a right password on an inactive account;
+    /// [`AuthError::Throttled`] past the limits.
+    pub async fn authenticate(
+        &self,
+        name: &str,
+        password: &str,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<Principal, AuthError> {
+        self.throttle.login(client, name)?;
+        let _turn = self.throttle.check_turn().await?;
+        let result = self.check_password(name, password).await;
+        let ok = !matches!(result, Err(AuthError::BadCredentials));
+        self.throttle.outcome(client, name, ok);
+        result
+    }
+
+    async fn check_password(&self, name: &str, password: &str) -> Result<Principal, AuthError> {
+        let config = self.users.get(name);
+        let record = match (config, &self.store) {
+            (None, Some(store)) => store.user(name).await.map_err(unavailable)?,
+            _ => None,
+        };
+        // One argon2 check on every path: against the account's hash, or a dummy one.
+        let hash = record.as_ref().and_then(|r| r.password_hash.clone());
+        let real = hash.is_some();
+        let hash = hash.unwrap_or_else(|| store::dummy_hash().to_string());
+        let given = password.to_string();
+        let hash_ok = tokio::task::spawn_blocking(move || verify_password(&given, &hash))
+            .await
+            .map_err(unavailable)?;
+        if let Some(u) = config {
             return if same(u.password.expose().as_bytes(), password.as_bytes()) {
-                Ok(Principal {
-                    name: u.name.clone(),
-                    role: u.role,
-                })
+                Ok(Principal::local(u.name.clone(), u.role))
             } else {
                 Err(AuthError::BadCredentials)
             };
         }
-        let Some(store) = &self.store else {
+        let Some(record) = record.filter(|_| real && hash_ok) else {
             return Err(AuthError::BadCredentials);
         };
-        let Some(record) = store.user(name).await.map_err(unavailable)? else {
-            return Err(AuthError::BadCredentials);
-        };
-        let Some(hash) = record.password_hash.clone() else {
-            return Err(AuthError::BadCredentials);
-        };
-        let password = password.to_string();
-        let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-            .await
-            .map_err(unavailable)?;
-        if !ok {
-            return Err(AuthError::BadCredentials);
-        }
         if !record.is_active {
             return Err(AuthError::Inactive(record.name));
         }
-        Ok(Principal {
-            role: record.effective_role(),
-            name: record.name,
-        })
+        let role = record.effective_role();
+        Ok(Principal::local(record.name, role))
     }
 
     /// Issues a bearer token (a JWT signed with the server's secret) for a principal.
@@ -392,6 +429,7 @@ impl AccessPolicy {
             v.set_issuer(&[ISSUER]);
             v.set_required_spec_claims(&["exp", "iss", "sub"]);
             v.leeway = 5;
+            v.validate_nbf = true;
             let data = jsonwebtoken::decode::<Claims>(token, &self.keys.decoding, &v)
                 .map_err(|_| AuthError::BadToken)?;
             self.verified.insert(
@@ -404,34 +442,21 @@ impl AccessPolicy {
             return Err(AuthError::BadToken);
         };
         let (name, role) = oidc.verify(token, &header).await?;
-        self.external(&name, role).await
+        Ok(self.external(&name, role))
     }
 
-    /// The principal for an OIDC user: the token's role, lowered (never raised) by an
-    /// account of the same name in the store, which can also deactivate it. Config users are
-    /// not consulted, so an issuer that lets users pick their name cannot borrow a local
-    /// admin's role.
-    async fn external(&self, name: &str, role: Role) -> Result<Principal, AuthError> {
-        Ok(match self.stored(name).await? {
-            Some(p) => Principal {
-                role: role.min(p.role),
-                name: p.name,
-            },
-            None => Principal {
-                name: name.to_string(),
-                role,
-            },
-        })
+    /// The principal for an OIDC user: the token's name and role, as an identity of its
+    /// own. Local accounts and config users of the same name are not consulted, so an
+    /// issuer that lets users pick their name cannot borrow a local role, key or lockout.
+    fn external(&self, name: &str, role: Role) -> Principal {
+        Principal::oidc(name, role)
     }
 
     /// The principal for `name` now: config users keep their role; stored accounts must be
     /// active and act with their current role; anyone else is refused.
     async fn current(&self, name: &str) -> Result<Principal, AuthError> {
         if let Some(u) = self.users.get(name) {
-            return Ok(Principal {
-                name: u.name.clone(),
-                role: u.role,
-            });
+            return Ok(Principal::local(u.name.clone(), u.role));
         }
         self.stored(name).await?.ok_or(AuthError::BadToken)
     }
@@ -447,10 +472,10 @@ impl AccessPolicy {
         };
         match record {
             Some(r) if !r.is_active => Err(AuthError::Inactive(r.name)),
-            Some(r) => Ok(Some(Principal {
-                role: r.effective_role(),
-                name: r.name,
-            })),
+            Some(r) => {
+                let role = r.effective_role();
+                Ok(Some(Principal::local(r.name, role)))
+            }
             None => Ok(None),
         }
     }
@@ -466,7 +491,11 @@ impl AccessPolicy {
         if key.revoked || !same(key.key_hash.as_bytes(), hash_key_secret(secret).as_bytes()) {
             return Err(AuthError::BadToken);
         }
-        self.current(&key.user_name).await
+        match Principal::from_key_owner(&key.user_name) {
+            Some(p) if p.source == Source::Oidc => Ok(p),
+            Some(p) => self.current(&p.name).await,
+            None => Err(AuthError::BadToken),
+        }
     }
 }
 
@@ -500,10 +529,7 @@ mod tests {
     #[test]
     fn one_decision_for_every_action() {
         use crate::table::TableId;
-        let who = |role| Principal {
-            name: "u".into(),
-            role,
-        };
+        let who = |role| Principal::local("u", role);
         let (reader, engineer, admin) = (who(Role::Reader), who(Role::Engineer), who(Role::Admin));
         let silver = TableId::new(Layer::Silver, "orders");
         let gold = TableId::new(Layer::Gold, "kpis");
@@ -558,14 +584,14 @@ mod tests {
     async fn passwords_and_tokens() {
         let p = policy();
         assert_eq!(
-            p.authenticate("ana", "wrong").await,
+            p.authenticate("ana", "wrong", None).await,
             Err(AuthError::BadCredentials)
         );
         assert_eq!(
-            p.authenticate("bob", "s3cret").await,
+            p.authenticate("bob", "s3cret", None).await,
             Err(AuthError::BadCredentials)
         );
-        let ana = p.authenticate("ana", "s3cret").await.unwrap();
+        let ana = p.authenticate("ana", "s3cret", None).await.unwrap();
         let token = p.issue_token(&ana).unwrap();
         assert_eq!(p.verify_token(&token).await.unwrap(), ana);
         assert_eq!(p.verify_token("nope").await, Err(AuthError::BadToken));
@@ -575,10 +601,7 @@ mod tests {
     #[tokio::test]
     async fn forged_expired_and_unsigned_tokens_are_refused() {
         let p = policy();
-        let ana = Principal {
-            name: "ana".into(),
-            role: Role::Reader,
-        };
+        let ana = Principal::local("ana", Role::Reader);
         // Another server's secret.
         let other = policy().with_secret(b"another secret");
         let forged = other.issue_token(&ana).unwrap();
@@ -602,10 +625,7 @@ mod tests {
         assert_eq!(p.verify_token(&none).await, Err(AuthError::BadToken));
         // A user the policy does not know, validly signed.
         let ghost = p
-            .issue_token(&Principal {
-                name: "ghost".into(),
-                role: Role::Admin,
-            })
+            .issue_token(&Principal::local("ghost", Role::Admin))
             .unwrap();
         assert_eq!(p.verify_token(&ghost).await, Err(AuthError::BadToken));
     }

@@ -61,6 +61,7 @@ impl Oidc {
         v.set_audience(&[&self.settings.audience]);
         v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         v.leeway = 30;
+        v.validate_nbf = true;
         let claims = jsonwebtoken::decode::<serde_json::Value>(token, &key, &v)
             .map_err(|_| AuthError::BadToken)?
             .claims;

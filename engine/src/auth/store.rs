@@ -177,6 +177,13 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
         .is_ok()
 }
 
+/// A hash of a random password with the same parameters as real ones: checked for
+/// unknown users, so they cost the same time as known ones.
+pub(crate) fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| hash_password(&uuid::Uuid::new_v4().to_string()).unwrap_or_default())
+}
+
 /// Hex SHA-256 of an API key's secret part.
 pub fn hash_key_secret(secret: &str) -> String {
     sha2::Sha256::digest(secret.as_bytes())

@@ -91,6 +91,33 @@ pub struct ServeConfig {
     pub http_addr: String,
     /// Send `Utf8View`/`BinaryView` columns as they are (default: as `Utf8`/`Binary`).
     pub keep_views: bool,
+    /// Connection limits of both servers.
+    pub limits: ServeLimits,
+}
+
+/// What one server accepts from its clients (`[serve]` keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeLimits {
+    /// Open connections per server (`max_connections`, default 1024); more are closed at once.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers, and the longest a kept-alive
+    /// connection may sit idle (`header_timeout`, default `10s`).
+    pub header_timeout: Duration,
+    /// Bytes of one request body (`max_body_mb`, default 16 MiB); more is 413.
+    pub max_body_bytes: usize,
+    /// Concurrent gRPC streams on one Flight connection (`max_streams`, default 64).
+    pub max_streams: u32,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        ServeLimits {
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+            max_body_bytes: 16 << 20,
+            max_streams: 64,
+        }
+    }
 }
 
 impl Default for ServeConfig {
@@ -99,6 +126,7 @@ impl Default for ServeConfig {
             flight_addr: "127.0.0.1:50051".into(),
             http_addr: "127.0.0.1:8080".into(),
             keep_views: false,
+            limits: ServeLimits::default(),
         }
     }
 }
@@ -143,6 +171,38 @@ pub struct AuthConfig {
     pub token_ttl: Duration,
     /// An external OIDC issuer whose tokens are accepted.
     pub oidc: Option<OidcSettings>,
+    /// Login and signup throttling.
+    pub throttle: ThrottleLimits,
+}
+
+/// How many attempts a client or an account gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThrottleLimits {
+    /// Password logins per client address per minute (`[auth] logins_per_minute`).
+    pub logins_per_minute: u32,
+    /// Signups per client address per hour (`[auth] signups_per_hour`).
+    pub signups_per_hour: u32,
+    /// Failed logins of one account before it waits (`[auth] lockout_after`); the wait
+    /// doubles with each further failure, from 1 s up to `max_lockout`.
+    pub lockout_after: u32,
+    /// The longest wait an account's failures can cause (`[auth] max_lockout`), so nobody
+    /// can lock an account out for good by failing on purpose.
+    pub max_lockout: Duration,
+    /// Password checks (argon2) running at once (`[auth] concurrent_logins`); more wait
+    /// their turn, up to 10 s.
+    pub concurrent_checks: usize,
+}
+
+impl Default for ThrottleLimits {
+    fn default() -> Self {
+        ThrottleLimits {
+            logins_per_minute: 30,
+            signups_per_hour: 10,
+            lockout_after: 5,
+            max_lockout: Duration::from_secs(60),
+            concurrent_checks: 4,
+        }
+    }
 }
 
 impl Default for AuthConfig {
@@ -152,6 +212,7 @@ impl Default for AuthConfig {
             jwt_secret_env: "ASSAY_JWT_SECRET".into(),
             token_ttl: Duration::from_secs(12 * 3600),
             oidc: None,
+            throttle: ThrottleLimits::default(),
         }
     }
 }
@@ -330,6 +391,19 @@ impl Validator<'_> {
             serve.flight_addr = addr;
         }
         serve.keep_views = raw.serve.keep_views.unwrap_or(false);
+        if let Some(n) = raw.serve.max_connections.filter(|n| *n > 0) {
+            serve.limits.max_connections = n;
+        }
+        if let Some(t) = raw.serve.header_timeout {
+            serve.limits.header_timeout = humantime::parse_duration(t.get_ref())
+                .map_err(|e| self.err(&t, "serve.header_timeout", e))?;
+        }
+        if let Some(mb) = raw.serve.max_body_mb.filter(|n| *n > 0) {
+            serve.limits.max_body_bytes = mb.saturating_mul(1 << 20);
+        }
+        if let Some(n) = raw.serve.max_streams.filter(|n| *n > 0) {
+            serve.limits.max_streams = n;
+        }
         if let Some(addr) = raw.serve.http_addr {
             serve.http_addr = addr;
         }
@@ -362,15 +436,7 @@ impl Validator<'_> {
             cache.prefix = Some(p);
         }
         let auth = self.auth(raw.auth)?;
-        let mut query = crate::query::QueryLimits::default();
-        if let Some(mb) = raw.query.memory_mb {
-            query.memory_bytes = mb.saturating_mul(1 << 20);
-        }
-        if let Some(t) = raw.query.timeout {
-            query.timeout = humantime::parse_duration(t.get_ref())
-                .map_err(|e| self.err(&t, "query.timeout", e))?;
-        }
-        query.max_rows = raw.query.max_rows;
+        let query = self.query(raw.query)?;
         let users = raw
             .users
             .into_iter()
@@ -413,6 +479,66 @@ impl Validator<'_> {
         })
     }
 
+    /// The `[query]` limits: every one positive, the server's memory at least a query's.
+    fn query(&self, raw: raw::RawQuery) -> Result<crate::query::QueryLimits> {
+        let mut q = crate::query::QueryLimits::default();
+        let positive = |key: &str, v: Option<usize>| -> Result<Option<usize>, EngineError> {
+            match v {
+                Some(0) => Err(EngineError::Config {
+                    file: self.file.to_string(),
+                    message: format!("`query.{key}`: must be at least 1"),
+                }),
+                other => Ok(other),
+            }
+        };
+        const MIB: usize = 1 << 20;
+        if let Some(mb) = positive("memory_mb", raw.memory_mb)? {
+            q.memory_bytes = mb.saturating_mul(MIB);
+            q.server_memory_bytes = q.server_memory_bytes.max(q.memory_bytes);
+        }
+        if let Some(mb) = positive("server_memory_mb", raw.server_memory_mb)? {
+            q.server_memory_bytes = mb.saturating_mul(MIB);
+            if q.server_memory_bytes < q.memory_bytes {
+                return Err(EngineError::Config {
+                    file: self.file.to_string(),
+                    message: format!(
+                        "`query.server_memory_mb` = {mb} is less than `query.memory_mb` = {}",
+                        q.memory_bytes / MIB
+                    ),
+                });
+            }
+        }
+        if let Some(t) = raw.timeout {
+            q.timeout = humantime::parse_duration(t.get_ref())
+                .map_err(|e| self.err(&t, "query.timeout", e))?;
+        }
+        q.max_rows = positive("max_rows", raw.max_rows)?;
+        q.max_result_bytes =
+            positive("max_result_mb", raw.max_result_mb)?.map(|m| m.saturating_mul(MIB));
+        if let Some(n) = positive("max_sql_bytes", raw.max_sql_bytes)? {
+            q.sql.max_bytes = n;
+        }
+        if let Some(n) = positive("max_depth", raw.max_depth)? {
+            q.sql.max_depth = n;
+        }
+        if let Some(n) = positive("max_filters", raw.max_filters)? {
+            q.max_filters = n;
+        }
+        if let Some(n) = positive("max_concurrent", raw.max_concurrent)? {
+            q.max_concurrent = n;
+        }
+        if let Some(n) = positive("max_concurrent_per_user", raw.max_concurrent_per_user)? {
+            q.max_concurrent_per_user = n;
+        }
+        if let Some(mb) = raw.spill_mb {
+            q.spill_bytes = mb.saturating_mul(MIB as u64);
+        }
+        if let Some(n) = positive("threads", raw.threads)? {
+            q.threads = n;
+        }
+        Ok(q)
+    }
+
     fn auth(&self, raw: raw::RawAuth) -> Result<AuthConfig> {
         let mut auth = AuthConfig::default();
         if let Some(s) = raw.signup {
@@ -423,6 +549,22 @@ impl Validator<'_> {
         }
         if let Some(t) = self.duration(&raw.token_ttl, "auth.token_ttl")? {
             auth.token_ttl = t;
+        }
+        let t = &mut auth.throttle;
+        if let Some(n) = raw.logins_per_minute.filter(|n| *n > 0) {
+            t.logins_per_minute = n;
+        }
+        if let Some(n) = raw.signups_per_hour.filter(|n| *n > 0) {
+            t.signups_per_hour = n;
+        }
+        if let Some(n) = raw.lockout_after.filter(|n| *n > 0) {
+            t.lockout_after = n;
+        }
+        if let Some(d) = self.duration(&raw.max_lockout, "auth.max_lockout")? {
+            t.max_lockout = d;
+        }
+        if let Some(n) = raw.concurrent_logins.filter(|n| *n > 0) {
+            t.concurrent_checks = n;
         }
         if let Some(o) = raw.oidc {
             let jwks_ttl = self

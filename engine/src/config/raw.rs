@@ -190,14 +190,27 @@ pub(crate) struct RawServe {
     pub(crate) flight_addr: Option<String>,
     pub(crate) http_addr: Option<String>,
     pub(crate) keep_views: Option<bool>,
+    pub(crate) max_connections: Option<usize>,
+    pub(crate) header_timeout: Option<Spanned<String>>,
+    pub(crate) max_body_mb: Option<usize>,
+    pub(crate) max_streams: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawQuery {
     pub(crate) memory_mb: Option<usize>,
+    pub(crate) server_memory_mb: Option<usize>,
     pub(crate) timeout: Option<Spanned<String>>,
     pub(crate) max_rows: Option<usize>,
+    pub(crate) max_result_mb: Option<usize>,
+    pub(crate) max_sql_bytes: Option<usize>,
+    pub(crate) max_depth: Option<usize>,
+    pub(crate) max_filters: Option<usize>,
+    pub(crate) max_concurrent: Option<usize>,
+    pub(crate) max_concurrent_per_user: Option<usize>,
+    pub(crate) spill_mb: Option<u64>,
+    pub(crate) threads: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -225,6 +238,11 @@ pub(crate) struct RawAuth {
     pub(crate) jwt_secret_env: Option<String>,
     pub(crate) token_ttl: Option<Spanned<String>>,
     pub(crate) oidc: Option<RawOidc>,
+    pub(crate) logins_per_minute: Option<u32>,
+    pub(crate) signups_per_hour: Option<u32>,
+    pub(crate) lockout_after: Option<u32>,
+    pub(crate) max_lockout: Option<Spanned<String>>,
+    pub(crate) concurrent_logins: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -13,6 +13,7 @@ mod rows;
 mod runs;
 mod versions;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -97,7 +98,7 @@ pub struct Appended {
 #[async_trait]
 pub trait LakeService: Send + Sync + std::fmt::Debug {
     /// Checks a user name and password and issues a bearer token.
-    async fn login(&self, user: &str, password: &str) -> Result<Login>;
+    async fn login(&self, user: &str, password: &str, client: Option<IpAddr>) -> Result<Login>;
     /// The caller a bearer token (JWT, API key or OIDC token) stands for.
     async fn principal(&self, token: &str) -> Result<Principal>;
     /// The layers the caller sees.
@@ -138,7 +139,7 @@ pub trait LakeService: Send + Sync + std::fmt::Debug {
         full_refresh: bool,
     ) -> Result<Running>;
     /// Creates an account by the signup policy.
-    async fn signup(&self, user: &str, password: &str) -> Result<Account>;
+    async fn signup(&self, user: &str, password: &str, client: Option<IpAddr>) -> Result<Account>;
     /// Every account.
     async fn accounts(&self, p: &Principal) -> Result<Vec<Account>>;
     /// Creates an active account.
@@ -230,8 +231,8 @@ fn store_failed(e: crate::EngineError) -> ServiceError {
 
 #[async_trait]
 impl LakeService for Core {
-    async fn login(&self, user: &str, password: &str) -> Result<Login> {
-        let principal = self.policy.authenticate(user, password).await?;
+    async fn login(&self, user: &str, password: &str, client: Option<IpAddr>) -> Result<Login> {
+        let principal = self.policy.authenticate(user, password, client).await?;
         let token = self.policy.issue_token(&principal)?;
         Ok(Login {
             token,
@@ -312,9 +313,10 @@ impl LakeService for Core {
         authorize(p, Action::ReadTable(id))?;
         let table = self.open(id).await?;
         let version = delta::version(&table);
+        self.query.check_filters(req.filters.len())?;
         let ctx = self.query.session(p)?;
         let df = req.apply(delta::scan(id, &table, &ctx, None).await?)?;
-        let stream = self.query.execute(df).await?;
+        let stream = self.query.execute(p, df).await?;
         Ok(Rows { version, stream })
     }
 
@@ -323,8 +325,8 @@ impl LakeService for Core {
         Ok(Query { frame })
     }
 
-    async fn execute(&self, _p: &Principal, query: Query) -> Result<SendableRecordBatchStream> {
-        Ok(self.query.execute(query.frame).await?)
+    async fn execute(&self, p: &Principal, query: Query) -> Result<SendableRecordBatchStream> {
+        Ok(self.query.execute(p, query.frame).await?)
     }
 
     async fn append(
@@ -392,8 +394,10 @@ impl LakeService for Core {
         Ok(run)
     }
 
-    async fn signup(&self, user: &str, password: &str) -> Result<Account> {
-        Ok(Account::from(&self.policy.signup(user, password).await?))
+    async fn signup(&self, user: &str, password: &str, client: Option<IpAddr>) -> Result<Account> {
+        Ok(Account::from(
+            &self.policy.signup(user, password, client).await?,
+        ))
     }
 
     async fn accounts(&self, p: &Principal) -> Result<Vec<Account>> {
@@ -432,15 +436,31 @@ impl LakeService for Core {
             }
             (Some(r), _) => Some(r),
             (None, Some(true)) => Some(Role::Admin),
-            (None, Some(false)) => Some(Role::Engineer),
+            // Only an admin is demoted (to engineer); a reader or engineer is not an admin
+            // already and keeps its role.
+            (None, Some(false)) => {
+                let current = self.store()?.user(user).await.map_err(store_failed)?;
+                match current {
+                    Some(u) if u.effective_role() == Role::Admin => Some(Role::Engineer),
+                    Some(_) => None,
+                    None => return Err(ServiceError::not_found(format!("no account `{user}`"))),
+                }
+            }
             (None, None) => None,
         };
+        if change.is_admin.is_some() && change.is_active.is_none() && role.is_none() {
+            let u = self.store()?.user(user).await.map_err(store_failed)?;
+            return u
+                .map(|u| Account::from(&u))
+                .ok_or_else(|| ServiceError::not_found(format!("no account `{user}`")));
+        }
         if change.is_active.is_none() && role.is_none() {
             return Err(ServiceError::invalid(
                 "body: nothing to change (fields: is_active, role, is_admin)",
             ));
         }
         if user == p.name
+            && p.source == crate::auth::Source::Local
             && (change.is_active == Some(false) || role.is_some_and(|r| r != Role::Admin))
         {
             return Err(ServiceError::invalid(
@@ -461,9 +481,14 @@ impl LakeService for Core {
         if all {
             authorize(p, Action::ListAllKeys)?;
         }
-        let who = (!all).then_some(p.name.as_str());
-        let keys = self.store()?.api_keys(who).await.map_err(store_failed)?;
-        Ok(keys.iter().map(ApiKey::from).collect())
+        let keys = self.store()?.api_keys(None).await.map_err(store_failed)?;
+        let mine =
+            |owner: &str| Principal::from_key_owner(owner).is_some_and(|o| o.same_identity(p));
+        Ok(keys
+            .iter()
+            .filter(|k| all || mine(&k.user_name))
+            .map(ApiKey::from)
+            .collect())
     }
 
     async fn create_api_key(&self, p: &Principal, label: Option<String>) -> Result<NewApiKey> {
@@ -472,7 +497,7 @@ impl LakeService for Core {
         }
         let (record, secret) = self
             .store()?
-            .create_api_key(&p.name, label)
+            .create_api_key(&p.key_owner(), label)
             .await
             .map_err(store_failed)?;
         Ok(NewApiKey {

@@ -18,7 +18,7 @@ fn expected(kind: ErrorKind) -> Code {
         ErrorKind::Conflict => Code::FailedPrecondition,
         ErrorKind::Unavailable => Code::Unavailable,
         ErrorKind::Timeout => Code::DeadlineExceeded,
-        ErrorKind::TooLarge => Code::ResourceExhausted,
+        ErrorKind::TooLarge | ErrorKind::Busy => Code::ResourceExhausted,
         ErrorKind::Internal => Code::Internal,
     }
 }
@@ -32,6 +32,7 @@ async fn every_error_kind_maps_to_one_grpc_code() {
         let server = tokio::spawn(assay_flight::serve(
             listener,
             service,
+            Default::default(),
             std::future::pending(),
         ));
         let channel = Channel::from_shared(format!("http://{addr}"))

@@ -62,7 +62,7 @@ impl Server {
         ));
         let catalog = LakeCatalog::load(lake.clone()).await.unwrap();
         let core = assay_engine::service::Core::new(
-            QueryService::new(catalog, limits),
+            QueryService::new(catalog, limits).unwrap(),
             policy,
             Duration::from_millis(200),
         );
@@ -70,9 +70,14 @@ impl Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(assay_flight::serve(listener, service, async {
-            let _ = stopped.await;
-        }));
+        tokio::spawn(assay_flight::serve(
+            listener,
+            service,
+            Default::default(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
         Server {
             addr,
             lake,

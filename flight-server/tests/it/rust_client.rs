@@ -115,6 +115,8 @@ async fn roles_hide_layers_and_bad_statements_get_clear_codes() {
             .num_rows(),
         2
     );
+    // Deep enough to overflow the planner's stack without the depth limit.
+    let deep = format!("SELECT {}", vec!["1"; 2000].join("+"));
     for (sql, code) in [
         (
             "CREATE EXTERNAL TABLE p STORED AS CSV LOCATION '/etc/passwd'",
@@ -128,13 +130,26 @@ async fn roles_hide_layers_and_bad_statements_get_clear_codes() {
             "INSERT INTO gold.products VALUES (1, 'x', 'A', 1.0)",
             "PermissionDenied",
         ),
+        (
+            "SELECT * INTO stolen FROM gold.products",
+            "PermissionDenied",
+        ),
+        (
+            "WITH a AS (SELECT 1) INSERT INTO gold.products SELECT * FROM gold.products",
+            "PermissionDenied",
+        ),
+        (
+            "SET datafusion.execution.batch_size = 1",
+            "PermissionDenied",
+        ),
         ("SELEC 1", "InvalidArgument"),
         ("SELECT nope FROM gold.products", "InvalidArgument"),
+        (&deep, "InvalidArgument"),
         ("SELECT * FROM gold.nope", "NotFound"),
         ("SELECT * FROM '/etc/passwd'", "NotFound"),
     ] {
         let err = err_text(query(&mut admin, sql).await.unwrap_err());
-        assert!(err.contains(code), "{sql}: {err}");
+        assert!(err.contains(code), "{sql:.80}: {err}");
     }
 }
 

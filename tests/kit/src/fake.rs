@@ -39,7 +39,7 @@ impl Failing {
 
 #[async_trait::async_trait]
 impl LakeService for Failing {
-    async fn login(&self, _: &str, _: &str) -> Result<Login> {
+    async fn login(&self, _: &str, _: &str, _: Option<std::net::IpAddr>) -> Result<Login> {
         if self.kind == ErrorKind::Internal {
             return self.fail();
         }
@@ -55,10 +55,7 @@ impl LakeService for Failing {
         if token != FAKE_TOKEN {
             return Err(ServiceError::new(ErrorKind::Unauthenticated, "bad token"));
         }
-        Ok(Principal {
-            name: "fake".into(),
-            role: Role::Admin,
-        })
+        Ok(Principal::local("fake", Role::Admin))
     }
     fn layers(&self, _: &Principal) -> Vec<Layer> {
         Layer::ALL.to_vec()
@@ -104,7 +101,7 @@ impl LakeService for Failing {
     async fn start_run(&self, _: &Principal, _: Option<&str>, _: bool) -> Result<Running> {
         self.fail()
     }
-    async fn signup(&self, _: &str, _: &str) -> Result<Account> {
+    async fn signup(&self, _: &str, _: &str, _: Option<std::net::IpAddr>) -> Result<Account> {
         self.fail()
     }
     async fn accounts(&self, _: &Principal) -> Result<Vec<Account>> {
@@ -131,7 +128,7 @@ impl LakeService for Failing {
 }
 
 /// Every error kind.
-pub const KINDS: [ErrorKind; 9] = [
+pub const KINDS: [ErrorKind; 10] = [
     ErrorKind::NotFound,
     ErrorKind::Invalid,
     ErrorKind::Forbidden,
@@ -140,5 +137,6 @@ pub const KINDS: [ErrorKind; 9] = [
     ErrorKind::Unavailable,
     ErrorKind::Timeout,
     ErrorKind::TooLarge,
+    ErrorKind::Busy,
     ErrorKind::Internal,
 ];
