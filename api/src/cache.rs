@@ -361,11 +361,21 @@ impl Cache {
         match &self.backend {
             Backend::Memory { entries, index } => {
                 entries.insert(key.to_string(), entry).await;
-                if let Ok(mut index) = index.lock() {
-                    index
-                        .entry(table.to_string())
-                        .or_default()
-                        .insert(key.to_string());
+                // Evicted and expired entries leave their keys behind: past twice the
+                // cache's capacity, keep only keys that still have an entry.
+                let capacity = entries.policy().max_capacity().unwrap_or(u64::MAX);
+                let over = index.lock().is_ok_and(|mut index| {
+                    let keys = index.entry(table.to_string()).or_default();
+                    keys.insert(key.to_string());
+                    keys.len() as u64 > capacity.saturating_mul(2)
+                });
+                if over {
+                    entries.run_pending_tasks().await;
+                    if let Ok(mut index) = index.lock()
+                        && let Some(keys) = index.get_mut(table)
+                    {
+                        keys.retain(|k| entries.contains_key(k));
+                    }
                 }
             }
             Backend::Redis { conn, .. } => {
@@ -509,6 +519,21 @@ mod tests {
             c.catalog_key(assay_engine::auth::Role::Reader, "layer=gold"),
             format!("{p}:catalog:reader:layer=gold")
         );
+    }
+
+    #[tokio::test]
+    async fn the_key_index_stays_bounded_by_the_capacity() {
+        let c = Cache::memory(10, Duration::from_secs(60));
+        for i in 0..1000 {
+            let key = c.rows_key("gold.t", &format!("id={i}"));
+            c.put("gold.t", &key, entry("1")).await;
+        }
+        let Backend::Memory { entries, index } = &c.backend else {
+            unreachable!()
+        };
+        entries.run_pending_tasks().await;
+        let n = index.lock().unwrap()["gold.t"].len();
+        assert!(n <= 21, "{n} keys indexed for a cache of 10");
     }
 
     #[tokio::test]

@@ -276,11 +276,27 @@ impl FlightSqlService for AssayFlightSql {
         let data = request
             .into_inner()
             .map_err(arrow_flight::error::FlightError::from);
-        let batches: Vec<RecordBatch> = FlightRecordBatchStream::new_from_flight_data(data)
-            .try_collect()
+        // Parameters are one row: the stream is read batch by batch up to a bound, never
+        // collected whole.
+        const MAX_PARAM_BYTES: usize = 1 << 20;
+        let mut stream = FlightRecordBatchStream::new_from_flight_data(data);
+        let (mut first, mut bytes): (Option<RecordBatch>, usize) = (None, 0);
+        while let Some(batch) = stream
+            .try_next()
             .await
-            .map_err(|e| Status::invalid_argument(format!("bad parameter data: {e}")))?;
-        prepared.params = match batches.iter().find(|b| b.num_rows() > 0) {
+            .map_err(|e| Status::invalid_argument(format!("bad parameter data: {e}")))?
+        {
+            bytes += batch.get_array_memory_size();
+            if bytes > MAX_PARAM_BYTES {
+                return Err(Status::invalid_argument(
+                    "parameter data over 1 MiB: bind one row of parameters",
+                ));
+            }
+            if first.is_none() && batch.num_rows() > 0 {
+                first = Some(batch);
+            }
+        }
+        prepared.params = match &first {
             Some(batch) => Some(params_from(batch)?),
             None => None,
         };

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use crate::auth::Role;
-use crate::delta::{self, CommitInfo, WriteMode, write_frame};
+use crate::delta::{self, CommitInfo, WriteMode};
 use crate::error::{EngineError, Result};
 use crate::storage::Lake;
 use crate::table::{Layer, TableId};
@@ -277,7 +277,7 @@ async fn append<T: Serialize>(
         .map_err(|e| EngineError::query(id.clone(), e))?;
     let info = CommitInfo::new(Vec::new(), &uuid::Uuid::now_v7().to_string())
         .with("assay.auth.by", actor.to_string());
-    write_frame(lake, id, df, WriteMode::Append, &[], &info).await?;
+    crate::delta::write_secret_frame(lake, id, df, WriteMode::Append, &info).await?;
     Ok(())
 }
 
@@ -328,7 +328,7 @@ impl UserStore {
                 let rows = delta::scan(&id, &old, &ctx, None).await?;
                 let info = CommitInfo::new(Vec::new(), &uuid::Uuid::now_v7().to_string())
                     .with("assay.auth.by", "migration");
-                write_frame(&self.lake, &id, rows, WriteMode::Append, &[], &info).await?;
+                delta::write_secret_frame(&self.lake, &id, rows, WriteMode::Append, &info).await?;
             }
             let (store, root) = self.served.store()?;
             let prefix = root.join(id.layer.as_str()).join(id.name.as_str());
@@ -626,6 +626,19 @@ mod tests {
         assert!(!format!("{:?}", log.current["a"]).contains("password"));
     }
 
+    fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walkdir(&p));
+            } else {
+                out.push(p);
+            }
+        }
+        out
+    }
+
     #[tokio::test]
     async fn accounts_and_keys_live_in_the_lake() {
         let dir = tempfile::tempdir().unwrap();
@@ -655,6 +668,14 @@ mod tests {
             .await
             .unwrap();
         assert!(key.starts_with(&format!("ak_{}_", rec.key_id)));
+        // No column statistics in the log: no min/max of a hash or salt for any reader.
+        for entry in walkdir(&dir.path().join("_auth")) {
+            let text = std::fs::read_to_string(&entry).unwrap_or_default();
+            if entry.extension().is_some_and(|e| e == "json") {
+                assert!(!text.contains("$argon2"), "{}: {text}", entry.display());
+                assert!(!text.contains(&rec.key_hash), "{}", entry.display());
+            }
+        }
 
         // A second store on the same lake (another process) sees the current state.
         let other = UserStore::new(lake.clone()).unwrap();
