@@ -544,3 +544,83 @@ freshness = { table = "silver.orders", max_age = "24h", column = "updated_at" }
         assert!(err.contains(expected), "{toml}\n{err}");
     }
 }
+
+#[test]
+fn limits_of_queries_servers_and_logins_are_read_and_checked() {
+    let dir = project_dir();
+    let p = load(
+        dir.path(),
+        r#"
+[query]
+memory_mb = 256
+server_memory_mb = 1024
+max_sql_bytes = 1000
+max_depth = 32
+max_filters = 8
+max_concurrent = 3
+max_concurrent_per_user = 2
+max_result_mb = 10
+spill_mb = 100
+threads = 1
+
+[serve]
+max_connections = 10
+header_timeout = "2s"
+max_body_mb = 1
+max_streams = 8
+
+[auth]
+logins_per_minute = 5
+signups_per_hour = 2
+lockout_after = 3
+max_lockout = "30s"
+concurrent_logins = 1
+"#,
+    )
+    .unwrap();
+    let q = &p.query;
+    assert_eq!(
+        (q.memory_bytes, q.server_memory_bytes),
+        (256 << 20, 1024 << 20)
+    );
+    assert_eq!(
+        (q.sql.max_bytes, q.sql.max_depth, q.max_filters),
+        (1000, 32, 8)
+    );
+    assert_eq!((q.max_concurrent, q.max_concurrent_per_user), (3, 2));
+    assert_eq!(
+        (q.max_result_bytes, q.spill_bytes, q.threads),
+        (Some(10 << 20), 100 << 20, 1)
+    );
+    let s = &p.serve.limits;
+    assert_eq!(s.max_connections, 10);
+    assert_eq!(s.header_timeout, Duration::from_secs(2));
+    assert_eq!((s.max_body_bytes, s.max_streams), (1 << 20, 8));
+    let t = &p.auth.throttle;
+    assert_eq!(
+        (t.logins_per_minute, t.signups_per_hour, t.lockout_after),
+        (5, 2, 3)
+    );
+    assert_eq!(
+        (t.max_lockout, t.concurrent_checks),
+        (Duration::from_secs(30), 1)
+    );
+
+    let err = load(
+        dir.path(),
+        "[query]\nmemory_mb = 2048\nserver_memory_mb = 1024\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("`query.server_memory_mb` = 1024 is less than"),
+        "{err}"
+    );
+    let err = load(dir.path(), "[query]\nmax_depth = 0\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`query.max_depth`: must be at least 1"),
+        "{err}"
+    );
+}
