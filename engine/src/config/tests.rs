@@ -624,3 +624,66 @@ concurrent_logins = 1
         "{err}"
     );
 }
+
+/// Random project files built from the format's keys and punctuation: every one is a
+/// project or an error, never a panic (a bounded run; the suite runs it every time).
+#[test]
+fn random_project_files_never_panic_the_parser() {
+    let dir = project_dir();
+    let pieces = [
+        "[lake]\n",
+        "[[bronze]]\n",
+        "[[silver]]\n",
+        "[[gold]]\n",
+        "[query]\n",
+        "[serve]\n",
+        "[auth]\n",
+        "[auth.oidc]\n",
+        "[cache]\n",
+        "[run]\n",
+        "name = \"orders\"\n",
+        "from = \"bronze.orders\"\n",
+        "stream = \"bronze.x\"\n",
+        "keys = [\"id\"]\n",
+        "root = \"s3://b/l\"\n",
+        "source = { kind = \"files\", path = \"*.csv\" }\n",
+        "columns = { id = \"bigint\" }\n",
+        "sql = \"sql/gold/kpis.sql\"\n",
+        "memory_mb = 0\n",
+        "max_depth = -1\n",
+        "timeout = \"x\"\n",
+        "history = \"scd2\"\n",
+        "incremental = { strategy = \"merge\" }\n",
+        "apply_as_deletes = \"op = 'D'\"\n",
+        "expect = { a = \"id >\" }\n",
+        "unique = [\"id\"]\n",
+        "= \n",
+        "\"\n",
+        "[[\n",
+        "{\n",
+        "é = 1\n",
+        "header_timeout = \"1ms\"\n",
+        "partition_by = [\"year(x)\"]\n",
+    ];
+    let mut seed: u64 = std::env::var("ASSAY_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x9e37_79b9_7f4a_7c15);
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let runs = std::env::var("ASSAY_FUZZ_RUNS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(2000);
+    for _ in 0..runs {
+        let n = 1 + next() % 12;
+        let text: String = (0..n)
+            .map(|_| pieces[(next() % pieces.len() as u64) as usize])
+            .collect();
+        let _ = load(dir.path(), &text);
+    }
+}

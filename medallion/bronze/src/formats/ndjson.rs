@@ -153,4 +153,60 @@ mod tests {
         );
         assert_eq!(rejects[1].reason, "expected a JSON object, found an array");
     }
+
+    /// Random NDJSON lines: every non-blank line is a row or a reject, nothing panics.
+    #[test]
+    fn random_ndjson_keeps_or_rejects_every_line() {
+        let alphabet = [
+            "{",
+            "}",
+            "\"a\"",
+            ":",
+            "1",
+            ",",
+            "[",
+            "]",
+            "null",
+            "\n",
+            "\r\n",
+            " ",
+            "\"é\"",
+            "{\"id\": 1}",
+            "\\",
+        ];
+        let mut seed: u64 = std::env::var("ASSAY_FUZZ_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0x9e37_79b9_7f4a_7c15);
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let runs = std::env::var("ASSAY_FUZZ_RUNS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(2000);
+        for _ in 0..runs {
+            let n = next() % 40;
+            let text: String = (0..n)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            let lines = text
+                .as_bytes()
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+                .count();
+            let (mut rows, mut rejected) = (0, 0);
+            let parsed = parse(text.as_bytes(), |c| {
+                rows += c.batch.as_ref().map_or(0, |b| b.num_rows());
+                rejected += c.rejects.len();
+                true
+            });
+            if parsed.is_ok() {
+                assert_eq!(rows + rejected, lines, "{text:?}");
+            }
+        }
+    }
 }
