@@ -113,7 +113,8 @@ async fn access_policy(project: &Project, lake: &Lake) -> Result<AccessPolicy> {
     let auth = &project.auth;
     let mut policy = AccessPolicy::new(users, auth.token_ttl)
         .with_store(UserStore::new(lake.clone())?, auth.signup)
-        .with_throttle(auth.throttle);
+        .with_throttle(auth.throttle)
+        .with_reserved_names(auth.reserved_names.clone());
     match project.jwt_secret(env)? {
         Some(secret) => policy = policy.with_secret(secret.expose().as_bytes()),
         None => tracing::warn!(

@@ -688,3 +688,43 @@ async fn is_admin_false_demotes_only_admins() {
     assert_eq!(body["role"], "engineer");
     assert_eq!(body["is_admin"], false);
 }
+
+#[tokio::test]
+async fn signups_cannot_take_reserved_names() {
+    let s = Server::start_full(
+        assay_testkit::Backend::Local,
+        Cache::memory(100, Duration::from_secs(60)),
+        QueryLimits::default(),
+        |p, lake| {
+            p.with_secret(SECRET)
+                .with_store(UserStore::new(lake.clone()).unwrap(), SignupPolicy::Open)
+                .with_reserved_names(vec!["olga".into(), "*@corp.example".into()])
+        },
+        |g| g,
+    )
+    .await;
+    for name in ["olga", "Ana@corp.example"] {
+        let (status, body) = s
+            .json(
+                Method::POST,
+                "/api/v1/signup",
+                None,
+                Some(json!({"username": name, "password": "password-123"})),
+            )
+            .await;
+        assert_eq!(status, 403, "{name}: {body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("reserved"),
+            "{body}"
+        );
+    }
+    let (status, _) = s
+        .json(
+            Method::POST,
+            "/api/v1/signup",
+            None,
+            Some(json!({"username": "ana@else.example", "password": "password-123"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+}

@@ -136,6 +136,7 @@ pub struct AccessPolicy {
     /// account is still looked up on every request; only the decoding is saved.
     verified: moka::sync::Cache<String, (String, u64)>,
     throttle: throttle::Throttle,
+    reserved: Vec<String>,
 }
 
 /// Verified tokens remembered at most.
@@ -164,6 +165,29 @@ fn now_secs() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// Whether `name` matches `pattern`, where `*` stands for any run of characters
+/// (case-insensitive: `*@corp.example`, `admin*`, `root`).
+fn matches_pattern(pattern: &str, name: &str) -> bool {
+    let (p, n) = (pattern.to_ascii_lowercase(), name.to_ascii_lowercase());
+    let parts: Vec<&str> = p.split('*').collect();
+    let [first, middle @ .., last] = parts.as_slice() else {
+        return p == n;
+    };
+    if parts.len() == 1 {
+        return p == n;
+    }
+    let Some(mut rest) = n.strip_prefix(first) else {
+        return false;
+    };
+    for m in middle {
+        match rest.find(m) {
+            Some(i) => rest = &rest[i + m.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 /// Checks a new account's name and password: 400 naming the rule otherwise.
@@ -200,7 +224,14 @@ impl AccessPolicy {
                 .time_to_live(Duration::from_secs(60))
                 .build(),
             throttle: throttle::Throttle::new(ThrottleLimits::default()),
+            reserved: Vec::new(),
         }
+    }
+
+    /// Names sign-ups may not take (`*` matches any run of characters).
+    pub fn with_reserved_names(mut self, patterns: Vec<String>) -> Self {
+        self.reserved = patterns;
+        self
     }
 
     /// Throttles logins and signups by `limits`.
@@ -292,6 +323,11 @@ impl AccessPolicy {
             ));
         }
         check_new_account(name, password)?;
+        if self.reserved.iter().any(|p| matches_pattern(p, name)) {
+            return Err(AuthError::Forbidden(format!(
+                "the name `{name}` is reserved on this server (`[auth] reserved_names`)"
+            )));
+        }
         self.throttle.signup(client)?;
         if self.users.contains_key(name) {
             return Err(AuthError::Conflict(name.into()));
@@ -502,6 +538,18 @@ impl AccessPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reserved_name_patterns_match_with_stars() {
+        assert!(matches_pattern("root", "ROOT"));
+        assert!(!matches_pattern("root", "rooted"));
+        assert!(matches_pattern("*@corp.example", "ana@corp.example"));
+        assert!(!matches_pattern("*@corp.example", "ana@corp.example.org"));
+        assert!(matches_pattern("admin*", "admin2"));
+        assert!(matches_pattern("a*b*c", "axxbyyc"));
+        assert!(!matches_pattern("a*b*c", "axxc"));
+        assert!(!matches_pattern("ab*ba", "aba"));
+    }
     use crate::table::Layer;
 
     fn policy() -> AccessPolicy {

@@ -173,6 +173,9 @@ pub struct AuthConfig {
     pub oidc: Option<OidcSettings>,
     /// Login and signup throttling.
     pub throttle: ThrottleLimits,
+    /// Names sign-ups may not take (`*` matches any run of characters), e.g. the names an
+    /// issuer hands out.
+    pub reserved_names: Vec<String>,
 }
 
 /// How many attempts a client or an account gets.
@@ -213,6 +216,7 @@ impl Default for AuthConfig {
             token_ttl: Duration::from_secs(12 * 3600),
             oidc: None,
             throttle: ThrottleLimits::default(),
+            reserved_names: Vec::new(),
         }
     }
 }
@@ -566,6 +570,7 @@ impl Validator<'_> {
         if let Some(n) = raw.concurrent_logins.filter(|n| *n > 0) {
             t.concurrent_checks = n;
         }
+        auth.reserved_names = raw.reserved_names.unwrap_or_default();
         if let Some(o) = raw.oidc {
             let jwks_ttl = self
                 .duration(&o.jwks_ttl, "auth.oidc.jwks_ttl")?

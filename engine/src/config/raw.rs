@@ -243,6 +243,7 @@ pub(crate) struct RawAuth {
     pub(crate) lockout_after: Option<u32>,
     pub(crate) max_lockout: Option<Spanned<String>>,
     pub(crate) concurrent_logins: Option<usize>,
+    pub(crate) reserved_names: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
