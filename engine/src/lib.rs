@@ -30,6 +30,7 @@ pub mod dag;
 pub mod delta;
 mod emulator;
 pub mod error;
+pub mod fuzz;
 pub mod history;
 pub mod identity;
 pub mod launcher;

@@ -665,24 +665,11 @@ fn random_project_files_never_panic_the_parser() {
         "header_timeout = \"1ms\"\n",
         "partition_by = [\"year(x)\"]\n",
     ];
-    let mut seed: u64 = std::env::var("ASSAY_FUZZ_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x9e37_79b9_7f4a_7c15);
-    let mut next = || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
-    let runs = std::env::var("ASSAY_FUZZ_RUNS")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(2000);
-    for _ in 0..runs {
-        let n = 1 + next() % 12;
+    let mut fuzz = crate::fuzz::Fuzz::new(2000);
+    for _ in 0..fuzz.runs {
+        let n = 1 + fuzz.next_u64() % 12;
         let text: String = (0..n)
-            .map(|_| pieces[(next() % pieces.len() as u64) as usize])
+            .map(|_| pieces[fuzz.below(pieces.len() as u64) as usize])
             .collect();
         let _ = load(dir.path(), &text);
     }

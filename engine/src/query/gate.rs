@@ -282,25 +282,12 @@ mod tests {
             "END", "[", "]", "::", "int", ";", "EXPLAIN", "SET", "=", "OR", "AND", "IN", "EXISTS",
             "\"q\"", "$1", "?", "/*", "*/", "--", "\n",
         ];
-        let mut seed: u64 = std::env::var("ASSAY_FUZZ_SEED")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0x2545_f491_4f6c_dd1d);
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
         let limits = SqlLimits::default();
-        let runs = std::env::var("ASSAY_FUZZ_RUNS")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(3000);
-        for i in 0..runs {
-            let n = 1 + next() % if i % 10 == 0 { 3000 } else { 40 };
+        let mut fuzz = crate::fuzz::Fuzz::new(3000);
+        for i in 0..fuzz.runs {
+            let n = 1 + fuzz.next_u64() % if i % 10 == 0 { 3000 } else { 40 };
             let sql: Vec<&str> = (0..n)
-                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .map(|_| alphabet[fuzz.below(alphabet.len() as u64) as usize])
                 .collect();
             let _ = parse(&sql.join(" "), limits);
         }

@@ -277,24 +277,11 @@ mod tests {
         let alphabet = [
             "a", "1", ",", "\"", "\n", "\r\n", " ", "é", "\"\"", ",,", "\u{0}",
         ];
-        let mut seed: u64 = std::env::var("ASSAY_FUZZ_SEED")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0x2545_f491_4f6c_dd1d);
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        let runs = std::env::var("ASSAY_FUZZ_RUNS")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(2000);
-        for _ in 0..runs {
-            let n = next() % 60;
+        let mut fuzz = assay_engine::fuzz::Fuzz::new(2000);
+        for _ in 0..fuzz.runs {
+            let n = fuzz.next_u64() % 60;
             let body: String = (0..n)
-                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .map(|_| alphabet[fuzz.below(alphabet.len() as u64) as usize])
                 .collect();
             let text = format!("id,name\n{body}");
             let (mut rows, mut rejected, mut records) = (0, 0, 0);

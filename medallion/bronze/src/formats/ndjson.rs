@@ -174,24 +174,11 @@ mod tests {
             "{\"id\": 1}",
             "\\",
         ];
-        let mut seed: u64 = std::env::var("ASSAY_FUZZ_SEED")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0x9e37_79b9_7f4a_7c15);
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        let runs = std::env::var("ASSAY_FUZZ_RUNS")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(2000);
-        for _ in 0..runs {
-            let n = next() % 40;
+        let mut fuzz = assay_engine::fuzz::Fuzz::new(2000);
+        for _ in 0..fuzz.runs {
+            let n = fuzz.next_u64() % 40;
             let text: String = (0..n)
-                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .map(|_| alphabet[fuzz.below(alphabet.len() as u64) as usize])
                 .collect();
             let lines = text
                 .as_bytes()
