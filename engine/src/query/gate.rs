@@ -30,12 +30,11 @@ impl Default for SqlLimits {
     }
 }
 
-/// Parses one statement within the limits.
+/// Refuses SQL text longer than `[query] max_sql_bytes`, before anything reads it.
 ///
 /// # Errors
-/// [`QueryError::Limit`] naming the limit, [`QueryError::InvalidSql`] for SQL that does not
-/// parse or holds several statements.
-pub fn parse(sql: &str, limits: SqlLimits) -> Result<DfStatement, QueryError> {
+/// [`QueryError::Limit`] naming the limit.
+pub fn check_size(sql: &str, limits: SqlLimits) -> Result<(), QueryError> {
     if sql.len() > limits.max_bytes {
         return Err(QueryError::Limit(format!(
             "the SQL text has {} bytes, more than `[query] max_sql_bytes` = {}",
@@ -43,6 +42,16 @@ pub fn parse(sql: &str, limits: SqlLimits) -> Result<DfStatement, QueryError> {
             limits.max_bytes
         )));
     }
+    Ok(())
+}
+
+/// Parses one statement within the limits.
+///
+/// # Errors
+/// [`QueryError::Limit`] naming the limit, [`QueryError::InvalidSql`] for SQL that does not
+/// parse or holds several statements.
+pub fn parse(sql: &str, limits: SqlLimits) -> Result<DfStatement, QueryError> {
+    check_size(sql, limits)?;
     let mut statements = DFParserBuilder::new(sql)
         .with_recursion_limit(limits.max_depth)
         .build()

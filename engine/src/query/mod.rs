@@ -365,9 +365,7 @@ impl QueryService {
         params: Option<ParamValues>,
     ) -> Result<DataFrame, QueryError> {
         let limits = self.limits.sql;
-        if sql.len() > limits.max_bytes {
-            return gate::parse(sql, limits).map(|_| unreachable!());
-        }
+        gate::check_size(sql, limits)?;
         let ticket = self.admission.admit(&principal.name)?;
         let sql = number_placeholders(sql);
         let (ctx, missing) = self.recording_session(principal)?;

@@ -440,20 +440,19 @@ impl LakeService for Core {
             // already and keeps its role.
             (None, Some(false)) => {
                 let current = self.store()?.user(user).await.map_err(store_failed)?;
-                match current {
-                    Some(u) if u.effective_role() == Role::Admin => Some(Role::Engineer),
-                    Some(_) => None,
-                    None => return Err(ServiceError::not_found(format!("no account `{user}`"))),
+                let current = current
+                    .ok_or_else(|| ServiceError::not_found(format!("no account `{user}`")))?;
+                if current.effective_role() != Role::Admin {
+                    if change.is_active.is_none() {
+                        return Ok(Account::from(&current));
+                    }
+                    None
+                } else {
+                    Some(Role::Engineer)
                 }
             }
             (None, None) => None,
         };
-        if change.is_admin.is_some() && change.is_active.is_none() && role.is_none() {
-            let u = self.store()?.user(user).await.map_err(store_failed)?;
-            return u
-                .map(|u| Account::from(&u))
-                .ok_or_else(|| ServiceError::not_found(format!("no account `{user}`")));
-        }
         if change.is_active.is_none() && role.is_none() {
             return Err(ServiceError::invalid(
                 "body: nothing to change (fields: is_active, role, is_admin)",
