@@ -168,6 +168,9 @@ pub async fn serve(
             drop(stream);
             continue;
         };
+        // Responses are written whole; Nagle would hold the last segment for the peer's
+        // delayed ACK (~40 ms on Linux).
+        let _ = stream.set_nodelay(true);
         let app = app.clone();
         let service =
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {

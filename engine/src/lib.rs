@@ -30,6 +30,7 @@ pub mod dag;
 pub mod delta;
 mod emulator;
 pub mod error;
+#[cfg(any(test, feature = "fuzz"))]
 pub mod fuzz;
 pub mod history;
 pub mod identity;

@@ -47,7 +47,12 @@ pub async fn serve(
             loop {
                 match listener.accept().await {
                     Ok((io, _)) => match Arc::clone(&slots).try_acquire_owned() {
-                        Ok(slot) => return Some((Ok(Slotted { io, _slot: slot }), listener)),
+                        Ok(slot) => {
+                            // gRPC writes small frames (headers, trailers); with Nagle
+                            // each waits for the peer's delayed ACK (~40 ms on Linux).
+                            let _ = io.set_nodelay(true);
+                            return Some((Ok(Slotted { io, _slot: slot }), listener));
+                        }
                         Err(_) => drop(io),
                     },
                     Err(e) => {

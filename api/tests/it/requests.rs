@@ -315,12 +315,10 @@ async fn no_query_string_yields_a_5xx() {
         "+",
         "::",
     ];
-    let mut fuzz = assay_engine::fuzz::Fuzz::new(300);
-    for _ in 0..fuzz.runs {
-        let n = 1 + fuzz.next_u64() % 8;
-        let q: String = (0..n)
-            .map(|_| alphabet[fuzz.below(alphabet.len() as u64) as usize])
-            .collect();
+    for q in assay_engine::fuzz::cases(
+        assay_engine::fuzz::runs(300),
+        assay_engine::fuzz::pieces(&alphabet, 1..9, ""),
+    ) {
         let (status, body) = s
             .json(
                 Method::GET,

@@ -30,6 +30,7 @@ macro_rules! on_every_backend {
 
 mod audits;
 mod changes;
+mod chaos;
 mod cloud;
 mod errors;
 mod example;

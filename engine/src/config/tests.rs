@@ -665,12 +665,9 @@ fn random_project_files_never_panic_the_parser() {
         "header_timeout = \"1ms\"\n",
         "partition_by = [\"year(x)\"]\n",
     ];
-    let mut fuzz = crate::fuzz::Fuzz::new(2000);
-    for _ in 0..fuzz.runs {
-        let n = 1 + fuzz.next_u64() % 12;
-        let text: String = (0..n)
-            .map(|_| pieces[fuzz.below(pieces.len() as u64) as usize])
-            .collect();
+    crate::fuzz::check(2000, crate::fuzz::pieces(&pieces, 1..13, ""), |text| {
         let _ = load(dir.path(), &text);
-    }
+        Ok(())
+    })
+    .unwrap();
 }

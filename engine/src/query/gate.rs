@@ -292,13 +292,15 @@ mod tests {
             "\"q\"", "$1", "?", "/*", "*/", "--", "\n",
         ];
         let limits = SqlLimits::default();
-        let mut fuzz = crate::fuzz::Fuzz::new(3000);
-        for i in 0..fuzz.runs {
-            let n = 1 + fuzz.next_u64() % if i % 10 == 0 { 3000 } else { 40 };
-            let sql: Vec<&str> = (0..n)
-                .map(|_| alphabet[fuzz.below(alphabet.len() as u64) as usize])
-                .collect();
-            let _ = parse(&sql.join(" "), limits);
-        }
+        // Mostly short statements, one in ten long enough to meet the depth and size limits.
+        let sql = proptest::prop_oneof![
+            9 => crate::fuzz::pieces(&alphabet, 1..41, " "),
+            1 => crate::fuzz::pieces(&alphabet, 1..3001, " "),
+        ];
+        crate::fuzz::check(3000, sql, |sql| {
+            let _ = parse(&sql, limits);
+            Ok(())
+        })
+        .unwrap();
     }
 }

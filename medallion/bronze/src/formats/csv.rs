@@ -277,12 +277,8 @@ mod tests {
         let alphabet = [
             "a", "1", ",", "\"", "\n", "\r\n", " ", "é", "\"\"", ",,", "\u{0}",
         ];
-        let mut fuzz = assay_engine::fuzz::Fuzz::new(2000);
-        for _ in 0..fuzz.runs {
-            let n = fuzz.next_u64() % 60;
-            let body: String = (0..n)
-                .map(|_| alphabet[fuzz.below(alphabet.len() as u64) as usize])
-                .collect();
+        let bodies = assay_engine::fuzz::pieces(&alphabet, 0..60, "");
+        assay_engine::fuzz::check(2000, bodies, |body| {
             let text = format!("id,name\n{body}");
             let (mut rows, mut rejected, mut records) = (0, 0, 0);
             let parsed = parse(text.as_bytes(), &CsvOptions::default(), |c| {
@@ -292,8 +288,10 @@ mod tests {
                 true
             });
             if parsed.is_ok() {
-                assert_eq!(rows + rejected, records, "{text:?}");
+                proptest::prop_assert_eq!(rows + rejected, records, "{:?}", text);
             }
-        }
+            Ok(())
+        })
+        .unwrap();
     }
 }

@@ -174,12 +174,8 @@ mod tests {
             "{\"id\": 1}",
             "\\",
         ];
-        let mut fuzz = assay_engine::fuzz::Fuzz::new(2000);
-        for _ in 0..fuzz.runs {
-            let n = fuzz.next_u64() % 40;
-            let text: String = (0..n)
-                .map(|_| alphabet[fuzz.below(alphabet.len() as u64) as usize])
-                .collect();
+        let texts = assay_engine::fuzz::pieces(&alphabet, 0..40, "");
+        assay_engine::fuzz::check(2000, texts, |text| {
             let lines = text
                 .as_bytes()
                 .split(|b| *b == b'\n')
@@ -192,8 +188,10 @@ mod tests {
                 true
             });
             if parsed.is_ok() {
-                assert_eq!(rows + rejected, lines, "{text:?}");
+                proptest::prop_assert_eq!(rows + rejected, lines, "{:?}", text);
             }
-        }
+            Ok(())
+        })
+        .unwrap();
     }
 }

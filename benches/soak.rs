@@ -1,0 +1,287 @@
+//! Soak: the real `assay serve` on the bundled example under mixed load for 10 minutes —
+//! REST (`wrk`, a cycle of cached row reads, differing filters that miss the cache, SQL
+//! queries, catalog and health) and Flight SQL (ADBC clients in a separate Python process
+//! running statements in a loop) at the same time — with the server's resident memory
+//! sampled every 10 s. Flat memory means the last minute's RSS stays near the first's.
+//!
+//! `cargo bench -p assay --bench soak` (`ASSAY_SOAK_SECONDS`, default 600;
+//! `ASSAY_SOAK_CLIENTS` REST connections, default 16; `ASSAY_SOAK_FLIGHT_CLIENTS`, default 4;
+//! `REDIS_URL` to cache in a Redis instead of in-process). Needs `wrk` and the ADBC Flight SQL
+//! driver (`scripts/setup.sh`, `scripts/bench-setup.sh`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The server's resident set in MiB (`VmRSS` of `/proc/PID/status`).
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// A wrk script cycling through a mix of requests; every response but 2xx is counted.
+const WRK_MIX: &str = r#"
+local n = 0
+local paths = {
+  {"GET", "/api/v1/tables/gold.products/rows?category=A&limit=20", nil},
+  {"GET", "/api/v1/tables/gold.daily_revenue/rows?limit=50&order_by=order_date", nil},
+  {"GET", "/api/v1/tables/silver.orders/rows?limit=5&amount%5Bgt%5D=", "vary"},
+  {"POST", "/api/v1/query", '{"sql": "SELECT category, COUNT(*) AS n FROM gold.products GROUP BY category"}'},
+  {"GET", "/api/v1/catalog", nil},
+  {"GET", "/health", nil},
+}
+request = function()
+  n = n + 1
+  local p = paths[(n % #paths) + 1]
+  local path, body = p[2], p[3]
+  if body == "vary" then
+    path = path .. tostring(n % 997)
+    body = nil
+  end
+  if body then
+    return wrk.format(p[1], path, {["Content-Type"] = "application/json"}, body)
+  end
+  return wrk.format(p[1], path)
+end
+"#;
+
+/// ADBC clients, one thread each, running statements in a loop until the deadline; prints
+/// `count p50_ms p99_ms errors`.
+const FLIGHT_LOOP: &str = r#"
+import sys, time, threading
+import adbc_driver_flightsql.dbapi as fs
+uri, user, password, seconds, clients = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), int(sys.argv[5])
+stmts = [
+    "SELECT SUM(revenue) AS total FROM gold.daily_revenue",
+    "SELECT * FROM gold.products WHERE price > 10 ORDER BY price LIMIT 20",
+    "SELECT c.country, COUNT(*) AS n FROM silver.orders o JOIN silver.customers c ON o.customer_id = c.customer_id GROUP BY c.country",
+]
+lat, errors, lock = [], [0], threading.Lock()
+deadline = time.time() + seconds
+def run(k):
+    with fs.connect(uri, db_kwargs={"username": user, "password": password}) as conn:
+        i = k
+        while time.time() < deadline:
+            t = time.perf_counter()
+            try:
+                cur = conn.cursor()
+                cur.execute(stmts[i % len(stmts)])
+                cur.fetch_arrow_table()
+                cur.close()
+                with lock:
+                    lat.append((time.perf_counter() - t) * 1000)
+            except Exception as e:
+                with lock:
+                    errors[0] += 1
+            i += 1
+threads = [threading.Thread(target=run, args=(k,)) for k in range(clients)]
+for t in threads: t.start()
+for t in threads: t.join()
+lat.sort()
+q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else float("nan")
+print(len(lat), q(0.50), q(0.99), errors[0], flush=True)
+"#;
+
+fn main() {
+    let seconds = env_or("ASSAY_SOAK_SECONDS", 600);
+    let clients = env_or("ASSAY_SOAK_CLIENTS", 16);
+    let flight_clients = env_or("ASSAY_SOAK_FLIGHT_CLIENTS", 4);
+    let bin = env!("CARGO_BIN_EXE_assay");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(repo.join("assay.toml"), dir.path().join("assay.toml")).unwrap();
+    copy_dir(&repo.join("sql"), &dir.path().join("sql"));
+    copy_dir(&repo.join("examples"), &dir.path().join("examples"));
+    let project = dir.path().to_str().unwrap();
+    let run = Command::new(bin)
+        .args(["--project", project, "run"])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+
+    let mut server = Command::new(bin)
+        .args([
+            "--project",
+            project,
+            "serve",
+            "--flight-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+        ])
+        .env("ASSAY_ADMIN_USER", "soak")
+        .env("ASSAY_ADMIN_PASSWORD", "soak-password")
+        .env("ASSAY_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(server.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let flight = line
+        .trim()
+        .strip_prefix("Flight SQL listening on ")
+        .expect(&line)
+        .to_string();
+    line.clear();
+    stdout.read_line(&mut line).unwrap();
+    let rest = line
+        .trim()
+        .strip_prefix("REST gateway listening on ")
+        .and_then(|r| r.split_whitespace().next())
+        .expect(&line)
+        .to_string();
+    let pid = server.id();
+
+    let port: u16 = rest
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect(&rest);
+    let (status, login) = assay_testkit::http_with_body(
+        port,
+        "POST",
+        "/api/v1/login",
+        &[("Content-Type", "application/json")],
+        r#"{"username": "soak", "password": "soak-password"}"#,
+    );
+    assert_eq!(status, 200, "{login}");
+    let login: serde_json::Value = serde_json::from_str(&login).unwrap();
+    let token = login["token"].as_str().expect("a token").to_string();
+    let script = dir.path().join("mix.lua");
+    std::fs::write(&script, WRK_MIX).unwrap();
+    let flight_script = dir.path().join("flight_loop.py");
+    std::fs::write(&flight_script, FLIGHT_LOOP).unwrap();
+
+    let started = Instant::now();
+    let rest_load = Command::new("wrk")
+        .args([
+            "-t1",
+            &format!("-c{clients}"),
+            &format!("-d{seconds}s"),
+            "--timeout",
+            "10s",
+            "--latency",
+            "-s",
+            script.to_str().unwrap(),
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+            &rest,
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("wrk (scripts/bench-setup.sh)");
+    let flight_load = Command::new("python3")
+        .args([
+            flight_script.to_str().unwrap(),
+            &flight,
+            "soak",
+            "soak-password",
+            &seconds.to_string(),
+            &flight_clients.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    let mut samples = Vec::new();
+    while started.elapsed() < Duration::from_secs(seconds) {
+        samples.push((started.elapsed().as_secs(), rss_mib(pid)));
+        std::thread::sleep(Duration::from_secs(10).min(Duration::from_secs(seconds)));
+    }
+    let rest_out = rest_load.wait_with_output().unwrap();
+    let flight_out = flight_load.wait_with_output().unwrap();
+    samples.push((started.elapsed().as_secs(), rss_mib(pid)));
+    let (health, _) = assay_testkit::http(port, "GET", "/health", &[]);
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let exit = server.wait().unwrap();
+
+    let text = String::from_utf8_lossy(&rest_out.stdout);
+    let field = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix).map(|v| v.trim().to_string()))
+            .unwrap_or_else(|| "0".into())
+    };
+    let flight_fields: Vec<String> = String::from_utf8_lossy(&flight_out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let minute = |from: u64, to: u64| {
+        let v: Vec<f64> = samples
+            .iter()
+            .filter(|(t, _)| *t >= from && *t <= to)
+            .map(|(_, r)| *r)
+            .collect();
+        v.iter().sum::<f64>() / v.len().max(1) as f64
+    };
+    let max = samples.iter().map(|(_, r)| *r).fold(0.0, f64::max);
+    println!(
+        "soak: {seconds} s of `assay serve` on the example; REST wrk {clients} connections (mix of 6 \
+         requests), Flight SQL {flight_clients} ADBC clients; machine: {} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "  REST    {} req/s   p50 {}   p99 {}   non-2xx: {}   socket errors: {}",
+        field("Requests/sec:"),
+        field("50%"),
+        field("99%"),
+        field("Non-2xx or 3xx responses:"),
+        field("Socket errors:")
+    );
+    println!(
+        "  Flight  {} statements   p50 {} ms   p99 {} ms   errors: {}",
+        flight_fields.first().map_or("?", String::as_str),
+        flight_fields.get(1).map_or("?", String::as_str),
+        flight_fields.get(2).map_or("?", String::as_str),
+        flight_fields.get(3).map_or("?", String::as_str)
+    );
+    let last = samples.last().map_or(0, |(t, _)| *t);
+    println!(
+        "  RSS MiB: first minute {:.0}, last minute {:.0}, max {max:.0}; /health after: {health}; exit on SIGTERM: {exit}",
+        minute(0, 60),
+        minute(last.saturating_sub(60), last)
+    );
+    println!(
+        "  RSS samples (s, MiB): {}",
+        samples
+            .iter()
+            .map(|(t, r)| format!("{t}:{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+}
