@@ -19,14 +19,8 @@ use assay_engine::auth::{AccessPolicy, LocalUser, Principal, Role, Secret};
 use assay_engine::delta::{CommitInfo, WriteMode, write_frame};
 use assay_engine::query::{QueryLimits, QueryService};
 use assay_engine::session::LakeCatalog;
+use assay_testkit::env_or;
 use datafusion::prelude::SessionContext;
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Requests per second and p99 in ms.
 struct Outcome {

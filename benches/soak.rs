@@ -10,30 +10,11 @@
 //! driver (`scripts/setup.sh`, `scripts/bench-setup.sh`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
+use assay_testkit::env_or;
 
 /// The server's resident set in MiB (`VmRSS` of `/proc/PID/status`).
 fn rss_mib(pid: u32) -> f64 {
@@ -116,9 +97,7 @@ fn main() {
     let bin = env!("CARGO_BIN_EXE_assay");
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(repo.join("assay.toml"), dir.path().join("assay.toml")).unwrap();
-    copy_dir(&repo.join("sql"), &dir.path().join("sql"));
-    copy_dir(&repo.join("examples"), &dir.path().join("examples"));
+    assay_testkit::copy_example(&repo, dir.path());
     let project = dir.path().to_str().unwrap();
     let run = Command::new(bin)
         .args(["--project", project, "run"])
@@ -130,46 +109,15 @@ fn main() {
         String::from_utf8_lossy(&run.stderr)
     );
 
-    let mut server = Command::new(bin)
-        .args([
-            "--project",
-            project,
-            "serve",
-            "--flight-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-        ])
+    let mut cmd = Command::new(bin);
+    cmd.args(["--project", project, "serve"])
         .env("ASSAY_ADMIN_USER", "soak")
         .env("ASSAY_ADMIN_PASSWORD", "soak-password")
         .env("ASSAY_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(server.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let flight = line
-        .trim()
-        .strip_prefix("Flight SQL listening on ")
-        .expect(&line)
-        .to_string();
-    line.clear();
-    stdout.read_line(&mut line).unwrap();
-    let rest = line
-        .trim()
-        .strip_prefix("REST gateway listening on ")
-        .and_then(|r| r.split_whitespace().next())
-        .expect(&line)
-        .to_string();
-    let pid = server.id();
-
-    let port: u16 = rest
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect(&rest);
+        .stderr(Stdio::null());
+    let server = assay_testkit::serve(cmd);
+    let (flight, rest, port) = (server.flight.clone(), server.rest.clone(), server.port);
+    let pid = server.child.id();
     let (status, login) = assay_testkit::http_with_body(
         port,
         "POST",
@@ -225,11 +173,7 @@ fn main() {
     let flight_out = flight_load.wait_with_output().unwrap();
     samples.push((started.elapsed().as_secs(), rss_mib(pid)));
     let (health, _) = assay_testkit::http(port, "GET", "/health", &[]);
-    Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    let exit = server.wait().unwrap();
+    let exit = server.stop();
 
     let text = String::from_utf8_lossy(&rest_out.stdout);
     let field = |prefix: &str| {

@@ -307,18 +307,9 @@ async fn twenty_kill_9s_at_random_moments_each_rerun_equals_the_uninterrupted_ru
         let f = project_at(&toml);
         // Anywhere from process start to the end of an uninterrupted run.
         let at = full.mul_f64(f64::from(*permille) / 1000.0);
-        let mut child = f
-            .command(&["run"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(at);
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap();
+        if assay_testkit::kill_after(f.command(&["run"]), at) {
             killed += 1;
         }
-        child.wait().unwrap();
 
         f.run_ok(&[]);
         let got = fingerprints(&f).await;

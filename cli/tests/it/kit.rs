@@ -25,28 +25,13 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Copies a directory tree.
-pub(crate) fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
+use assay_testkit::copy_dir;
 
 impl Fixture {
     /// The bundled example project on local disk.
     pub(crate) fn example() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let root = repo_root();
-        std::fs::copy(root.join("assay.toml"), dir.path().join("assay.toml")).unwrap();
-        copy_dir(&root.join("sql"), &dir.path().join("sql"));
-        copy_dir(&root.join("examples"), &dir.path().join("examples"));
+        assay_testkit::copy_example(&repo_root(), dir.path());
         Fixture {
             dir,
             backend: Backend::Local,

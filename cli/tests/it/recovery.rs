@@ -206,18 +206,10 @@ async fn a_kill_9_at_any_point_is_completed_by_the_rerun_to_an_uninterrupted_res
         );
         // Killed at several points of a run, each kill on top of the previous ones.
         for ms in [30u64, 120, 300, 600, 1000] {
-            let mut child = f
-                .command(&["run"])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
-            std::thread::sleep(std::time::Duration::from_millis(ms));
-            if child.try_wait().unwrap().is_none() {
-                child.kill().unwrap();
+            if assay_testkit::kill_after(f.command(&["run"]), std::time::Duration::from_millis(ms))
+            {
                 kills += 1;
             }
-            child.wait().unwrap();
         }
         f.run_ok(&[]);
         let fresh = f.rebuilt();

@@ -1,7 +1,6 @@
 //! `assay serve`: the example's gold tables over Flight SQL to the real ADBC driver, and a
 //! clean stop on SIGTERM.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use crate::kit::Fixture;
@@ -16,56 +15,21 @@ with fs.connect(sys.argv[1], db_kwargs={"username": "root", "password": "pw-1234
 os._exit(0)
 "#;
 
-/// A running `assay serve` on free ports: the child, the Flight SQL URI, the REST port.
-fn start_serve(f: &Fixture) -> (std::process::Child, String, u16) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_assay"))
-        .args([
-            "--project",
-            f.path().to_str().unwrap(),
-            "serve",
-            "--flight-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-        ])
-        .env_remove("REDIS_URL")
+/// A running `assay serve` on free ports, caching in-process, with the bootstrap admin.
+fn start_serve(f: &Fixture) -> assay_testkit::Served {
+    let mut cmd = f.command(&["serve"]);
+    cmd.env_remove("REDIS_URL")
         .env("ASSAY_ADMIN_USER", "root")
         .env("ASSAY_ADMIN_PASSWORD", "pw-123456")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let uri = line
-        .trim()
-        .strip_prefix("Flight SQL listening on ")
-        .expect(&line)
-        .to_string();
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let rest = line
-        .trim()
-        .strip_prefix("REST gateway listening on http://")
-        .expect(&line);
-    assert!(rest.ends_with("(cache: memory)"), "{rest}");
-    let port: u16 = rest
-        .split_whitespace()
-        .next()
-        .and_then(|a| a.rsplit(':').next())
-        .and_then(|p| p.parse().ok())
-        .expect(rest);
-    (child, uri, port)
+        .stderr(Stdio::piped());
+    let served = assay_testkit::serve(cmd);
+    assert!(served.rest.starts_with("http://"), "{}", served.rest);
+    assert_eq!(served.rest_note, "(cache: memory)");
+    served
 }
 
-fn stop(mut child: std::process::Child) {
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let status = child.wait().unwrap();
+fn stop(served: assay_testkit::Served) {
+    let status = served.stop();
     assert!(status.success(), "clean exit on SIGTERM: {status:?}");
 }
 
@@ -87,7 +51,8 @@ fn bearer(port: u16) -> String {
 fn serve_answers_flight_sql_and_stops_on_sigterm() {
     let f = Fixture::example();
     f.run_ok(&[]);
-    let (child, uri, port) = start_serve(&f);
+    let served = start_serve(&f);
+    let (uri, port) = (served.flight.clone(), served.port);
     let out = Command::new("python3")
         .args(["-c", QUERY, &uri])
         .output()
@@ -113,13 +78,14 @@ fn serve_answers_flight_sql_and_stops_on_sigterm() {
     let rows: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(rows["count"], 3, "{body}");
     assert_eq!(rows["rows"][0]["order_date"], "2026-11-01", "{body}");
-    stop(child);
+    stop(served);
 }
 
 #[test]
 fn rest_triggers_runs_and_reports_them() {
     let f = Fixture::example();
-    let (child, _, port) = start_serve(&f);
+    let served = start_serve(&f);
+    let port = served.port;
     let bearer = bearer(port);
     let auth = [
         ("Authorization", bearer.as_str()),
@@ -216,7 +182,7 @@ fn rest_triggers_runs_and_reports_them() {
         rt.block_on(f.version("gold.daily_revenue")),
         Some(before + 1)
     );
-    stop(child);
+    stop(served);
 }
 
 #[test]

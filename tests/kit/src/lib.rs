@@ -560,3 +560,112 @@ pub async fn seeded_lake(backend: &Backend, dir: &Path) -> Lake {
     append(&lake, "silver.orders", orders).await;
     lake
 }
+
+/// A number from the environment variable `name`, or `default` when unset or not a number.
+pub fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Copies a directory tree.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Copies the bundled example project (`assay.toml`, `sql/`, `examples/`) of the repository
+/// at `repo` into `to`.
+pub fn copy_example(repo: &Path, to: &Path) {
+    std::fs::copy(repo.join("assay.toml"), to.join("assay.toml")).unwrap();
+    copy_dir(&repo.join("sql"), &to.join("sql"));
+    copy_dir(&repo.join("examples"), &to.join("examples"));
+}
+
+/// A running `assay serve` on free loopback ports, started by [`serve`].
+pub struct Served {
+    /// The server process (stop it with [`Served::stop`]).
+    pub child: Child,
+    /// The Flight SQL URI, `grpc://127.0.0.1:PORT`.
+    pub flight: String,
+    /// The REST gateway's base URL, `http://127.0.0.1:PORT`.
+    pub rest: String,
+    /// The REST gateway's port.
+    pub port: u16,
+    /// The REST gateway's announcement after its address, e.g. `(cache: memory)`.
+    pub rest_note: String,
+}
+
+/// Starts `cmd` (an `assay ... serve` command) with both servers on free ports and reads the
+/// two addresses it prints first.
+pub fn serve(mut cmd: Command) -> Served {
+    use std::io::BufRead;
+    cmd.args(["--flight-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+        .stdout(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut next_line = || {
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        line.trim().to_string()
+    };
+    let line = next_line();
+    let flight = line
+        .strip_prefix("Flight SQL listening on ")
+        .unwrap_or_else(|| panic!("Flight SQL address expected: {line}"))
+        .to_string();
+    let line = next_line();
+    let (rest, rest_note) = line
+        .strip_prefix("REST gateway listening on ")
+        .and_then(|r| r.split_once(' ').or(Some((r, ""))))
+        .unwrap_or_else(|| panic!("REST gateway address expected: {line}"));
+    let port = rest
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("a port in {rest}"));
+    Served {
+        child,
+        flight,
+        rest: rest.to_string(),
+        port,
+        rest_note: rest_note.trim().to_string(),
+    }
+}
+
+impl Served {
+    /// Sends SIGTERM and returns how the process exited.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let kill = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        self.child.wait().unwrap()
+    }
+}
+
+/// Starts `cmd` and SIGKILLs it after `after` unless it ended first; true when it was killed.
+pub fn kill_after(mut cmd: Command, after: Duration) -> bool {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(after);
+    let killed = child.try_wait().unwrap().is_none();
+    if killed {
+        child.kill().unwrap();
+    }
+    child.wait().unwrap();
+    killed
+}
