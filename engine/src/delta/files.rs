@@ -29,9 +29,6 @@ use crate::error::{EngineError, Result};
 use crate::storage::Lake;
 use crate::table::TableId;
 
-/// Files roll over at this size.
-const TARGET_FILE_SIZE: u64 = 128 << 20;
-
 /// Streams record batches into new data files of a table without committing them.
 pub struct FileWriter {
     id: TableId,
@@ -112,7 +109,8 @@ impl FileWriter {
                 Some(self.options.clone()),
             )
             .map_err(|e| self.err(e))?
-            .with_target_file_size(TARGET_FILE_SIZE);
+            .with_target_file_size(super::TARGET_FILE_BYTES)
+            .with_writer_properties(super::writer_properties());
             self.writer = Some(w);
         }
         let mode = if self.merge_schema {

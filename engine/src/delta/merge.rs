@@ -132,6 +132,7 @@ impl<'a> Merge<'a> {
             .merge(self.source, on)
             .with_source_alias("s")
             .with_target_alias("t")
+            .with_writer_properties(super::writer_properties())
             .with_commit_properties(info.properties());
         if let Some(delete) = flag
             .clone()

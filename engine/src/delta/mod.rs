@@ -23,6 +23,24 @@ mod merge;
 pub use files::{FileWriter, NewFiles, Staged, commit_files};
 pub use merge::{Merge, MergeCounts};
 
+/// Rows per Parquet row group in every data file Assay writes: small enough that a scan of
+/// one large file splits across cores and min/max statistics prune within a file, large
+/// enough to keep encodings efficient (parquet's default is 1 Mi rows).
+pub const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// Target size of a data file written by Assay (delta-rs' default is 100 MiB).
+pub const TARGET_FILE_BYTES: u64 = 128 << 20;
+
+/// The Parquet settings of every data file Assay writes: Snappy as delta-rs writes by
+/// default, row groups of [`ROW_GROUP_ROWS`].
+pub fn writer_properties() -> deltalake::parquet::file::properties::WriterProperties {
+    deltalake::parquet::file::properties::WriterProperties::builder()
+        .set_created_by(format!("assay {}", env!("CARGO_PKG_VERSION")))
+        .set_compression(deltalake::parquet::basic::Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .build()
+}
+
 /// What a commit records besides its data: cursors (Delta `txn` actions) and free-form facts.
 #[derive(Debug, Default, Clone)]
 pub struct CommitInfo {
@@ -329,6 +347,8 @@ async fn write(
     let mut builder = table
         .write(Vec::new())
         .with_input_plan(plan)
+        .with_writer_properties(writer_properties())
+        .with_target_file_size(std::num::NonZeroU64::new(TARGET_FILE_BYTES))
         .with_commit_properties(info.properties())
         .with_table_name(id.to_string());
     if !configuration.is_empty() {
