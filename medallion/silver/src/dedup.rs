@@ -2,6 +2,7 @@
 
 use assay_engine::config::SilverConfig;
 use datafusion::dataframe::DataFrame;
+use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::{Expr, ExprFunctionExt, SortExpr, ident, lit};
 
@@ -61,4 +62,26 @@ pub(crate) fn events(
     let mut partition = keys(config);
     partition.extend(config.sequence_by.iter().map(ident));
     first_per(frame, partition, vec![ident(priority).sort(false, false)])
+}
+
+/// True when some key occurs in more than one row of `frame` (NULL keys group together, as
+/// in [`latest`]'s partitions). Only the key columns are read and hashed, so a load of
+/// unique keys (the common case) skips the whole-row sort [`latest`] needs: without
+/// duplicates every row is its key's latest.
+///
+/// # Errors
+/// Planning or execution failed.
+pub(crate) async fn has_duplicate_keys(
+    config: &SilverConfig,
+    frame: &DataFrame,
+) -> datafusion::error::Result<bool> {
+    let repeated = frame
+        .clone()
+        .select(keys(config))?
+        .aggregate(keys(config), vec![count(lit(1u8)).alias("__n")])?
+        .filter(ident("__n").gt(lit(1i64)))?
+        .limit(0, Some(1))?
+        .collect()
+        .await?;
+    Ok(repeated.iter().any(|b| b.num_rows() > 0))
 }

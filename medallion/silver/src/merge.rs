@@ -16,7 +16,11 @@ use crate::{dedup, tombstones};
 /// Writes the good rows of a run; returns the new version and the rows changed.
 pub(crate) async fn upsert(w: Target<'_>, good: DataFrame) -> Result<(i64, u64)> {
     let q = w.q();
-    let latest = dedup::latest(w.config, good).map_err(&q)?;
+    let latest = if w.unique_keys {
+        good
+    } else {
+        dedup::latest(w.config, good).map_err(&q)?
+    };
     let deletes = w.config.apply_as_deletes.is_some();
     let mut source = latest.clone();
     if deletes {

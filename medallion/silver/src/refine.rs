@@ -77,6 +77,8 @@ pub(crate) struct Target<'a> {
     pub(crate) table: Option<deltalake::DeltaTable>,
     /// True when the whole stream is read: the table is (re)built from scratch.
     pub(crate) replay: bool,
+    /// True when no key occurs twice in the input: each row is its key's latest.
+    pub(crate) unique_keys: bool,
 }
 
 impl Target<'_> {
@@ -234,6 +236,11 @@ impl SilverStep {
             ..StepReport::default()
         };
         let replay = ctx.full_refresh || target.is_none();
+        let unique_keys = self.config.history == History::Scd1
+            && !self.config.keys.is_empty()
+            && !crate::dedup::has_duplicate_keys(&self.config, &staged.frame)
+                .await
+                .map_err(self.q())?;
         let w = Target {
             ctx,
             id: &self.table,
@@ -243,6 +250,7 @@ impl SilverStep {
             info: &info,
             table: target,
             replay,
+            unique_keys,
         };
         let (version, written) = if self.config.keys.is_empty() {
             ctx.faults.before_commit(&self.table)?;
