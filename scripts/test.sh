@@ -3,14 +3,22 @@
 #
 #   scripts/test.sh
 #
-# Builds into $CARGO_TARGET_DIR (default: ~/.cache/assay-target) so a warm cache is reused
-# across clones.
+# Builds into $CARGO_TARGET_DIR. Unset, that is the clone's own target/ when the quick start
+# (`cargo run -- run`, the same dev profile) already built there, so its build is reused;
+# otherwise ~/.cache/assay-target, so a warm cache is reused across clones.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/assay-target}"
+if [ -z "${CARGO_TARGET_DIR:-}" ]; then
+    if [ -d target/debug/deps ]; then
+        CARGO_TARGET_DIR="$PWD/target"
+    else
+        CARGO_TARGET_DIR="$HOME/.cache/assay-target"
+    fi
+fi
+export CARGO_TARGET_DIR
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 echo "[test] cargo fmt --check"
