@@ -2,10 +2,12 @@
 //! backoff, a timeout per step; a failed step skips its downstream steps only.
 
 use std::collections::{BTreeSet, HashMap};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
+use futures::FutureExt;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -134,6 +136,7 @@ pub async fn run(
     let mut outcomes: Vec<StepOutcome> = Vec::new();
     let mut failed: BTreeSet<TableId> = BTreeSet::new();
     let mut tasks: JoinSet<StepOutcome> = JoinSet::new();
+    let mut running: HashMap<tokio::task::Id, TableId> = HashMap::new();
     let ctx = Arc::new(ctx);
     let parallelism = config.parallelism.max(1);
 
@@ -165,7 +168,8 @@ pub async fn run(
                 observer.started(step.table());
                 let ctx = Arc::clone(&ctx);
                 let config = config.clone();
-                tasks.spawn(async move { run_step(step, &ctx, &config).await });
+                let handle = tasks.spawn(async move { run_step(step, &ctx, &config).await });
+                running.insert(handle.id(), table);
                 continue;
             }
             i += 1;
@@ -176,11 +180,24 @@ pub async fn run(
         let outcome = match joined {
             Ok(o) => o,
             Err(e) => {
-                // A panicking step is a bug; it fails the run but not the process.
-                tracing::error!(error = %e, "step task ended abnormally");
-                continue;
+                // Steps catch their own panics; this is a task cancelled from outside.
+                let Some(table) = running.remove(&e.id()) else {
+                    continue;
+                };
+                tracing::error!(error = %e, table = %table, "step task ended abnormally");
+                let now = Utc::now();
+                StepOutcome {
+                    table,
+                    status: StepStatus::Failed,
+                    started_at: now,
+                    ended_at: now,
+                    attempts: 1,
+                    report: StepReport::default(),
+                    error: Some(format!("the step's task ended abnormally: {e}")),
+                }
             }
         };
+        running.retain(|_, t| *t != outcome.table);
         observer.finished(&outcome);
         if outcome.status == StepStatus::Failed {
             failed.insert(outcome.table.clone());
@@ -200,6 +217,15 @@ pub async fn run(
     }
 }
 
+/// The text a panic was raised with (`panic!("...")` gives a `&str` or a `String`).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
+}
+
 async fn run_step(step: Arc<dyn Step>, ctx: &StepContext, config: &RunConfig) -> StepOutcome {
     let started_at = Utc::now();
     let table = step.table().clone();
@@ -210,29 +236,38 @@ async fn run_step(step: Arc<dyn Step>, ctx: &StepContext, config: &RunConfig) ->
         attempts += 1;
         let span =
             tracing::info_span!("step", table = %table, run_id = %ctx.run_id, attempt = attempts);
-        let result =
-            tokio::time::timeout(config.step_timeout, step.run(ctx).instrument(span)).await;
+        let attempt = AssertUnwindSafe(step.run(ctx).instrument(span)).catch_unwind();
+        let result = tokio::time::timeout(config.step_timeout, attempt).await;
         match result {
-            Ok(Ok(report)) => {
-                let status = if report.version.is_some() {
-                    StepStatus::Succeeded
-                } else {
-                    StepStatus::UpToDate
-                };
-                break (status, report, None);
+            Ok(Err(panic)) => {
+                // A bug, not bad input: the step fails (its downstream steps are skipped,
+                // the run exits non-zero) and the process goes on.
+                let msg = format!("the step panicked: {}", panic_message(panic.as_ref()));
+                tracing::error!(table = %table, error = %msg, "step panicked");
+                break (StepStatus::Failed, StepReport::default(), Some(msg));
             }
-            Ok(Err(e)) if e.transient && attempts <= config.retries => {
-                tracing::warn!(attempt = attempts, error = %e, "step failed, retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = backoff.saturating_mul(2);
-            }
-            Ok(Err(e)) => {
-                let report = StepReport {
-                    expectations: e.expectations.clone(),
-                    ..StepReport::default()
-                };
-                break (StepStatus::Failed, report, Some(e.to_string()));
-            }
+            Ok(Ok(result)) => match result {
+                Ok(report) => {
+                    let status = if report.version.is_some() {
+                        StepStatus::Succeeded
+                    } else {
+                        StepStatus::UpToDate
+                    };
+                    break (status, report, None);
+                }
+                Err(e) if e.transient && attempts <= config.retries => {
+                    tracing::warn!(attempt = attempts, error = %e, "step failed, retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = backoff.saturating_mul(2);
+                }
+                Err(e) => {
+                    let report = StepReport {
+                        expectations: e.expectations.clone(),
+                        ..StepReport::default()
+                    };
+                    break (StepStatus::Failed, report, Some(e.to_string()));
+                }
+            },
             Err(_) => {
                 let msg = format!(
                     "timed out after {}",
@@ -255,5 +290,97 @@ async fn run_step(step: Arc<dyn Step>, ctx: &StepContext, config: &RunConfig) ->
         attempts,
         report,
         error,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::session::LakeCatalog;
+    use crate::step::{Faults, StepError};
+    use crate::storage::Lake;
+
+    /// A step that panics or writes a version, after its upstreams.
+    #[derive(Debug)]
+    struct Fake {
+        table: TableId,
+        upstreams: Vec<TableId>,
+        panics: bool,
+    }
+
+    #[async_trait::async_trait]
+    impl Step for Fake {
+        fn table(&self) -> &TableId {
+            &self.table
+        }
+        fn upstreams(&self) -> &[TableId] {
+            &self.upstreams
+        }
+        async fn run(&self, _: &StepContext) -> Result<StepReport, StepError> {
+            if self.panics {
+                panic!("index out of bounds in {}", self.table);
+            }
+            Ok(StepReport {
+                version: Some(0),
+                ..StepReport::default()
+            })
+        }
+    }
+
+    fn fake(table: &str, upstreams: &[&str], panics: bool) -> Arc<dyn Step> {
+        Arc::new(Fake {
+            table: TableId::parse(table).unwrap(),
+            upstreams: upstreams
+                .iter()
+                .map(|u| TableId::parse(u).unwrap())
+                .collect(),
+            panics,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_panicking_step_fails_skips_its_downstream_and_fails_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::resolve("lake", dir.path()).unwrap();
+        let ctx = StepContext {
+            catalog: LakeCatalog::load(lake.clone()).await.unwrap(),
+            lake,
+            run_id: "r1".into(),
+            full_refresh: false,
+            faults: Faults::default(),
+        };
+        let pipeline = Pipeline::new(vec![
+            fake("bronze.a", &[], true),
+            fake("silver.a", &["bronze.a"], false),
+            fake("bronze.b", &[], false),
+        ])
+        .unwrap();
+        let summary = run(
+            &pipeline,
+            None,
+            &RunConfig::default(),
+            ctx,
+            Arc::new(Silent),
+        )
+        .await;
+
+        let status = |t: &str| {
+            let s = summary.steps.iter().find(|s| s.table.to_string() == t);
+            s.map(|s| (s.status, s.error.clone().unwrap_or_default()))
+        };
+        assert_eq!(summary.steps.len(), 3, "every step is in the summary");
+        let (a, error) = status("bronze.a").unwrap();
+        assert_eq!(a, StepStatus::Failed);
+        assert!(
+            error.contains("the step panicked: index out of bounds in bronze.a"),
+            "{error}"
+        );
+        assert_eq!(
+            status("silver.a").unwrap(),
+            (StepStatus::Skipped, "upstream bronze.a failed".to_string())
+        );
+        assert_eq!(status("bronze.b").unwrap().0, StepStatus::Succeeded);
+        assert!(!summary.succeeded(), "the run fails");
     }
 }
