@@ -7,7 +7,8 @@
 //! `cargo bench -p assay --bench soak` (`ASSAY_SOAK_SECONDS`, default 600;
 //! `ASSAY_SOAK_CLIENTS` REST connections, default 16; `ASSAY_SOAK_FLIGHT_CLIENTS`, default 4;
 //! `REDIS_URL` to cache in a Redis instead of in-process). Needs `wrk` and the ADBC Flight SQL
-//! driver (`scripts/setup.sh`, `scripts/bench-setup.sh`).
+//! driver (`scripts/setup.sh`, `scripts/bench-setup.sh`). The one account of the load gets
+//! `[query] max_concurrent_per_user` = all connections, so statements are not refused.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
@@ -27,9 +28,23 @@ fn rss_mib(pid: u32) -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-/// A wrk script cycling through a mix of requests; every response but 2xx is counted.
+/// A wrk script cycling through a mix of requests; every response but 2xx is counted, and
+/// the statuses other than 200 are printed at the end (`status N: count`).
 const WRK_MIX: &str = r#"
 local n = 0
+local threads = {}
+statuses = {}
+function setup(thread) table.insert(threads, thread) end
+response = function(status, headers, body)
+  if status ~= 200 then statuses[status] = (statuses[status] or 0) + 1 end
+end
+function done(summary, latency, requests)
+  for _, t in ipairs(threads) do
+    for status, count in pairs(t:get("statuses")) do
+      io.write(string.format("status %d: %d\n", status, count))
+    end
+  end
+end
 local paths = {
   {"GET", "/api/v1/tables/gold.products/rows?category=A&limit=20", nil},
   {"GET", "/api/v1/tables/gold.daily_revenue/rows?limit=50&order_by=order_date", nil},
@@ -47,7 +62,11 @@ request = function()
     body = nil
   end
   if body then
-    return wrk.format(p[1], path, {["Content-Type"] = "application/json"}, body)
+    -- wrk.format replaces the default headers (Host, the -H token) when given a table.
+    local h = {}
+    for k, v in pairs(wrk.headers) do h[k] = v end
+    h["Content-Type"] = "application/json"
+    return wrk.format(p[1], path, h, body)
   end
   return wrk.format(p[1], path)
 end
@@ -64,7 +83,7 @@ stmts = [
     "SELECT * FROM gold.products WHERE price > 10 ORDER BY price LIMIT 20",
     "SELECT c.country, COUNT(*) AS n FROM silver.orders o JOIN silver.customers c ON o.customer_id = c.customer_id GROUP BY c.country",
 ]
-lat, errors, lock = [], [0], threading.Lock()
+lat, errors, kinds, lock = [], [0], {}, threading.Lock()
 deadline = time.time() + seconds
 def run(k):
     with fs.connect(uri, db_kwargs={"username": user, "password": password}) as conn:
@@ -81,6 +100,8 @@ def run(k):
             except Exception as e:
                 with lock:
                     errors[0] += 1
+                    kind = str(e).splitlines()[0][:120]
+                    kinds[kind] = kinds.get(kind, 0) + 1
             i += 1
 threads = [threading.Thread(target=run, args=(k,)) for k in range(clients)]
 for t in threads: t.start()
@@ -88,6 +109,8 @@ for t in threads: t.join()
 lat.sort()
 q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else float("nan")
 print(len(lat), q(0.50), q(0.99), errors[0], flush=True)
+for kind, n in sorted(kinds.items(), key=lambda kv: -kv[1]):
+    print(f"  {n} x {kind}", file=sys.stderr)
 "#;
 
 fn main() {
@@ -98,6 +121,15 @@ fn main() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let dir = tempfile::tempdir().unwrap();
     assay_testkit::copy_example(&repo, dir.path());
+    // One account drives all the load: give it the server's query slots, so the soak
+    // measures queries rather than `429 busy` answers (the limits have their own tests).
+    let config = dir.path().join("assay.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "\n[query]\nmax_concurrent = {slots}\nmax_concurrent_per_user = {slots}\n",
+        slots = clients + flight_clients
+    ));
+    std::fs::write(&config, text).unwrap();
     let project = dir.path().to_str().unwrap();
     let run = Command::new(bin)
         .args(["--project", project, "run"])
@@ -214,6 +246,9 @@ fn main() {
         flight_fields.get(2).map_or("?", String::as_str),
         flight_fields.get(3).map_or("?", String::as_str)
     );
+    for line in text.lines().filter(|l| l.starts_with("status ")) {
+        println!("  REST {line}");
+    }
     let last = samples.last().map_or(0, |(t, _)| *t);
     println!(
         "  RSS MiB: first minute {:.0}, last minute {:.0}, max {max:.0}; /health after: {health}; exit on SIGTERM: {exit}",
