@@ -61,6 +61,22 @@ pub struct StepOutcome {
     pub error: Option<String>,
 }
 
+impl StepOutcome {
+    /// An outcome decided without the step's own result (skipped, or its task lost), now.
+    fn ended(table: TableId, status: StepStatus, attempts: u32, error: String) -> Self {
+        let now = Utc::now();
+        StepOutcome {
+            table,
+            status,
+            started_at: now,
+            ended_at: now,
+            attempts,
+            report: StepReport::default(),
+            error: Some(error),
+        }
+    }
+}
+
 /// A whole run.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RunSummary {
@@ -147,16 +163,12 @@ pub async fn run(
             let table = pending[i].table().clone();
             let ups = waiting.get(&table).cloned().unwrap_or_default();
             if let Some(bad) = ups.iter().find(|u| failed.contains(*u)) {
-                let now = Utc::now();
-                let outcome = StepOutcome {
-                    table: table.clone(),
-                    status: StepStatus::Skipped,
-                    started_at: now,
-                    ended_at: now,
-                    attempts: 0,
-                    report: StepReport::default(),
-                    error: Some(format!("upstream {bad} failed")),
-                };
+                let outcome = StepOutcome::ended(
+                    table.clone(),
+                    StepStatus::Skipped,
+                    0,
+                    format!("upstream {bad} failed"),
+                );
                 observer.finished(&outcome);
                 outcomes.push(outcome);
                 failed.insert(table);
@@ -174,30 +186,24 @@ pub async fn run(
             }
             i += 1;
         }
-        let Some(joined) = tasks.join_next().await else {
+        let Some(joined) = tasks.join_next_with_id().await else {
             break;
         };
         let outcome = match joined {
-            Ok(o) => o,
+            Ok((id, o)) => {
+                running.remove(&id);
+                o
+            }
             Err(e) => {
                 // Steps catch their own panics; this is a task cancelled from outside.
                 let Some(table) = running.remove(&e.id()) else {
                     continue;
                 };
                 tracing::error!(error = %e, table = %table, "step task ended abnormally");
-                let now = Utc::now();
-                StepOutcome {
-                    table,
-                    status: StepStatus::Failed,
-                    started_at: now,
-                    ended_at: now,
-                    attempts: 1,
-                    report: StepReport::default(),
-                    error: Some(format!("the step's task ended abnormally: {e}")),
-                }
+                let error = format!("the step's task ended abnormally: {e}");
+                StepOutcome::ended(table, StepStatus::Failed, 1, error)
             }
         };
-        running.retain(|_, t| *t != outcome.table);
         observer.finished(&outcome);
         if outcome.status == StepStatus::Failed {
             failed.insert(outcome.table.clone());
@@ -246,28 +252,26 @@ async fn run_step(step: Arc<dyn Step>, ctx: &StepContext, config: &RunConfig) ->
                 tracing::error!(table = %table, error = %msg, "step panicked");
                 break (StepStatus::Failed, StepReport::default(), Some(msg));
             }
-            Ok(Ok(result)) => match result {
-                Ok(report) => {
-                    let status = if report.version.is_some() {
-                        StepStatus::Succeeded
-                    } else {
-                        StepStatus::UpToDate
-                    };
-                    break (status, report, None);
-                }
-                Err(e) if e.transient && attempts <= config.retries => {
-                    tracing::warn!(attempt = attempts, error = %e, "step failed, retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = backoff.saturating_mul(2);
-                }
-                Err(e) => {
-                    let report = StepReport {
-                        expectations: e.expectations.clone(),
-                        ..StepReport::default()
-                    };
-                    break (StepStatus::Failed, report, Some(e.to_string()));
-                }
-            },
+            Ok(Ok(Ok(report))) => {
+                let status = if report.version.is_some() {
+                    StepStatus::Succeeded
+                } else {
+                    StepStatus::UpToDate
+                };
+                break (status, report, None);
+            }
+            Ok(Ok(Err(e))) if e.transient && attempts <= config.retries => {
+                tracing::warn!(attempt = attempts, error = %e, "step failed, retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = backoff.saturating_mul(2);
+            }
+            Ok(Ok(Err(e))) => {
+                let report = StepReport {
+                    expectations: e.expectations.clone(),
+                    ..StepReport::default()
+                };
+                break (StepStatus::Failed, report, Some(e.to_string()));
+            }
             Err(_) => {
                 let msg = format!(
                     "timed out after {}",
