@@ -36,5 +36,6 @@ mod errors;
 mod example;
 mod incremental;
 mod kit;
+mod loads;
 mod recovery;
 mod serve;

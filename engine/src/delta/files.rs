@@ -213,6 +213,11 @@ pub struct NewFiles {
 }
 
 impl NewFiles {
+    /// Adds the files another writer of the same table (and schema) wrote.
+    pub fn absorb(&mut self, other: NewFiles) {
+        self.adds.extend(other.adds);
+    }
+
     /// Rows in the files (from their statistics).
     pub fn rows(&self) -> u64 {
         self.adds
@@ -338,6 +343,15 @@ pub struct Staged {
 }
 
 impl Staged {
+    /// Files already written for `id` (e.g. by several [`FileWriter`]s in parallel), not
+    /// committed yet.
+    pub fn from_files(id: &TableId, files: NewFiles) -> Staged {
+        Staged {
+            id: id.clone(),
+            files,
+        }
+    }
+
     /// Streams `frame` into new files of `id` (partitioned by `partition_by`), under the
     /// frame's schema; nothing is committed.
     ///

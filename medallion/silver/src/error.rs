@@ -39,6 +39,16 @@ pub enum SilverError {
         /// Every rule's outcome, recorded in `_system.expectations` even though the step fails.
         outcomes: Vec<assay_engine::step::ExpectationOutcome>,
     },
+    /// The output columns no longer match the table's (an append cannot change them).
+    #[error(
+        "{table}: the output columns changed ({change}); rebuild it with `assay run --full-refresh --select {table}`"
+    )]
+    SchemaChanged {
+        /// The silver table.
+        table: String,
+        /// What changed, column by column.
+        change: String,
+    },
     /// A query or write failed.
     #[error("{table}: {source}")]
     Query {

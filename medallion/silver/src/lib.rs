@@ -9,6 +9,7 @@
 
 mod dedup;
 pub mod error;
+mod load;
 mod merge;
 pub mod refine;
 mod scd2;

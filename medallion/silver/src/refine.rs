@@ -15,16 +15,15 @@ use datafusion::common::TableReference;
 use datafusion::functions_aggregate::expr_fn::{count, sum};
 use datafusion::logical_expr::{Expr, cast, ident, lit, when};
 use datafusion::prelude::SessionContext;
-use std::ops::Not;
 
 use crate::error::{Result, SilverError};
-use crate::stage::{DELETE, any_failed, failed_rules, stage};
+use crate::stage::{DELETE, Masks, failed_rules, stage};
 
 /// Refines one silver table.
 #[derive(Debug)]
 pub struct SilverStep {
-    table: TableId,
-    config: SilverConfig,
+    pub(crate) table: TableId,
+    pub(crate) config: SilverConfig,
     upstreams: Vec<TableId>,
 }
 
@@ -106,13 +105,68 @@ pub(crate) async fn recorded(
     Ok(done)
 }
 
-struct Stats {
-    rows: u64,
+/// What a run's input held, by the expectations' masks.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Stats {
+    /// Input rows.
+    pub(crate) rows: u64,
     /// Rows held to the expectations: typed, and not delete events.
-    checked: u64,
-    failed: Vec<u64>,
-    quarantined: u64,
-    dropped: u64,
+    pub(crate) checked: u64,
+    /// Per expectation, the checked rows that break it.
+    pub(crate) failed: Vec<u64>,
+    /// Rows quarantined.
+    pub(crate) quarantined: u64,
+    /// Rows dropped.
+    pub(crate) dropped: u64,
+}
+
+impl Stats {
+    /// Adds another part's counts.
+    pub(crate) fn add(&mut self, other: &Stats) {
+        self.rows += other.rows;
+        self.checked += other.checked;
+        self.quarantined += other.quarantined;
+        self.dropped += other.dropped;
+        if self.failed.len() < other.failed.len() {
+            self.failed.resize(other.failed.len(), 0);
+        }
+        for (a, b) in self.failed.iter_mut().zip(&other.failed) {
+            *a += b;
+        }
+    }
+
+    /// Each rule's outcome, and the error when a `fail` rule broke.
+    pub(crate) fn outcomes(
+        &self,
+        table: &TableId,
+        config: &SilverConfig,
+    ) -> Result<Vec<ExpectationOutcome>> {
+        let outcomes: Vec<ExpectationOutcome> = config
+            .expectations
+            .iter()
+            .zip(&self.failed)
+            .map(|(e, &failed)| ExpectationOutcome {
+                table: table.to_string(),
+                rule: e.name.clone(),
+                action: e.action,
+                passed: self.checked.saturating_sub(failed),
+                failed,
+            })
+            .collect();
+        let fatal: Vec<String> = outcomes
+            .iter()
+            .filter(|o| o.action == Action::Fail && o.failed > 0)
+            .map(|o| format!("rule `{}` failed for {} row(s)", o.rule, o.failed))
+            .collect();
+        if !fatal.is_empty() {
+            return Err(SilverError::ExpectationFailed {
+                table: table.to_string(),
+                details: fatal.join(", "),
+                outcomes,
+            });
+        }
+        Ok(outcomes)
+    }
 }
 
 impl SilverStep {
@@ -183,49 +237,32 @@ impl SilverStep {
             SilverInput::Sql { text, .. } => session.sql(text).await.map_err(self.q())?,
         };
         let staged = stage(&table_name, &self.config, input)?;
-        let stats = self.stats(&staged.frame).await?;
-        let outcomes: Vec<ExpectationOutcome> = self
-            .config
-            .expectations
-            .iter()
-            .zip(&stats.failed)
-            .map(|(e, &failed)| ExpectationOutcome {
-                table: table_name.clone(),
-                rule: e.name.clone(),
-                action: e.action,
-                passed: stats.checked.saturating_sub(failed),
-                failed,
-            })
-            .collect();
-        let fatal: Vec<String> = outcomes
-            .iter()
-            .filter(|o| o.action == Action::Fail && o.failed > 0)
-            .map(|o| format!("rule `{}` failed for {} row(s)", o.rule, o.failed))
-            .collect();
-        if !fatal.is_empty() {
-            return Err(SilverError::ExpectationFailed {
-                table: table_name,
-                details: fatal.join(", "),
-                outcomes,
-            });
+        let replay = ctx.full_refresh || target.is_none();
+        if crate::load::applies(&self.config, replay) {
+            return crate::load::Load {
+                step: self,
+                ctx,
+                session,
+                staged: &staged,
+                target,
+                cursors,
+                replay,
+            }
+            .run()
+            .await;
         }
+        let stats = self.stats(&staged.frame).await?;
+        let outcomes = stats.outcomes(&self.table, &self.config)?;
         let info = CommitInfo::new(cursors, &ctx.run_id);
 
-        let ok = ident("__cast_error").is_null();
-        let quarantine = ident("__cast_error")
-            .is_not_null()
-            .or(ok.clone().and(any_failed(&self.config, Action::Quarantine)));
-        self.write_quarantine(ctx, &staged, quarantine.clone(), stats.quarantined, &info)
+        let masks = Masks::new(&self.config);
+        self.write_quarantine(ctx, &staged, masks.quarantine, stats.quarantined, &info)
             .await?;
 
         let good = staged
             .frame
             .clone()
-            .filter(
-                quarantine
-                    .not()
-                    .and(any_failed(&self.config, Action::Drop).not()),
-            )
+            .filter(masks.good)
             .map_err(self.q())?
             .select(self.kept_columns(&staged))
             .map_err(self.q())?;
@@ -235,7 +272,6 @@ impl SilverStep {
             expectations: outcomes,
             ..StepReport::default()
         };
-        let replay = ctx.full_refresh || target.is_none();
         let unique_keys = self.config.history == History::Scd1
             && !self.config.keys.is_empty()
             && !crate::dedup::has_duplicate_keys(&self.config, &staged.frame)
@@ -252,24 +288,10 @@ impl SilverStep {
             replay,
             unique_keys,
         };
-        let (version, written) = if self.config.keys.is_empty() {
-            ctx.faults.before_commit(&self.table)?;
-            // Append-only; a full refresh replaces every row in one commit.
-            let mode = if ctx.full_refresh {
-                WriteMode::Overwrite
-            } else {
-                WriteMode::Append
-            };
-            let table = delta::write_frame(&ctx.lake, &self.table, good, mode, &[], &info).await?;
-            (
-                delta::version(&table),
-                delta::last_commit_added_rows(&table).await,
-            )
-        } else {
-            match self.config.history {
-                History::Scd1 => crate::merge::upsert(w, good).await?,
-                History::Scd2 => crate::scd2::apply(w, good).await?,
-            }
+        // Tables without keys, and first loads without change data, took the one pass.
+        let (version, written) = match self.config.history {
+            History::Scd1 => crate::merge::upsert(w, good).await?,
+            History::Scd2 => crate::scd2::apply(w, good).await?,
         };
         report.version = Some(version);
         report.rows_written = written;
@@ -285,26 +307,15 @@ impl SilverStep {
                 DataType::Int64,
             )))
         };
-        let ok = ident("__cast_error").is_null();
-        let quarantine = ident("__cast_error")
-            .is_not_null()
-            .or(ok.clone().and(any_failed(&self.config, Action::Quarantine)));
-        let dropped = quarantine
-            .clone()
-            .not()
-            .and(any_failed(&self.config, Action::Drop));
+        let masks = Masks::new(&self.config);
         let mut aggs = vec![
             cast(count(lit(1i64)), DataType::Int64).alias("rows"),
-            one(match self.config.apply_as_deletes {
-                Some(_) => ok.clone().and(ident(DELETE).not()),
-                None => ok.clone(),
-            })?
-            .alias("checked"),
-            one(quarantine)?.alias("quarantined"),
-            one(dropped)?.alias("dropped"),
+            one(masks.checked)?.alias("checked"),
+            one(masks.quarantine)?.alias("quarantined"),
+            one(masks.dropped)?.alias("dropped"),
         ];
-        for i in 0..self.config.expectations.len() {
-            aggs.push(one(ok.clone().and(ident(format!("__fail_{i}"))))?.alias(format!("f{i}")));
+        for (i, failed) in masks.failed.into_iter().enumerate() {
+            aggs.push(one(failed)?.alias(format!("f{i}")));
         }
         let batches = frame
             .clone()
@@ -364,28 +375,7 @@ impl SilverStep {
         {
             return Ok(());
         }
-        let mut columns: Vec<Expr> = staged
-            .input_columns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| cast(ident(format!("__raw_{i}")), DataType::Utf8).alias(c))
-            .collect();
-        columns.push(failed_rules(&self.config)?.alias("_failed_rules"));
-        columns.push(
-            datafusion::functions::expr_fn::coalesce(vec![
-                ident("__cast_error"),
-                lit("failed expectations"),
-            ])
-            .alias("_reason"),
-        );
-        columns.push(lit(ctx.run_id.clone()).alias("_run_id"));
-        columns.push(
-            lit(ScalarValue::TimestampMicrosecond(
-                Some(chrono::Utc::now().timestamp_micros()),
-                Some("UTC".into()),
-            ))
-            .alias("_quarantined_at"),
-        );
+        let columns = quarantine_columns(&self.config, staged, &ctx.run_id)?;
         let frame = staged
             .frame
             .clone()
@@ -401,4 +391,39 @@ impl SilverStep {
         delta::write_frame(&ctx.lake, &qid, frame, mode, &[], info).await?;
         Ok(())
     }
+}
+
+/// The quarantine table's columns over a staged frame: the input columns as text, the
+/// failed rules, the reason, the run and the time.
+///
+/// # Errors
+/// A rule's expression cannot be built.
+pub(crate) fn quarantine_columns(
+    config: &SilverConfig,
+    staged: &crate::stage::Staged,
+    run_id: &str,
+) -> Result<Vec<Expr>> {
+    let mut columns: Vec<Expr> = staged
+        .input_columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| cast(ident(format!("__raw_{i}")), DataType::Utf8).alias(c))
+        .collect();
+    columns.push(failed_rules(config)?.alias("_failed_rules"));
+    columns.push(
+        datafusion::functions::expr_fn::coalesce(vec![
+            ident("__cast_error"),
+            lit("failed expectations"),
+        ])
+        .alias("_reason"),
+    );
+    columns.push(lit(run_id.to_string()).alias("_run_id"));
+    columns.push(
+        lit(ScalarValue::TimestampMicrosecond(
+            Some(chrono::Utc::now().timestamp_micros()),
+            Some("UTC".into()),
+        ))
+        .alias("_quarantined_at"),
+    );
+    Ok(columns)
 }

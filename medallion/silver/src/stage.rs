@@ -164,6 +164,46 @@ pub(crate) fn stage(table: &str, config: &SilverConfig, input: DataFrame) -> Res
     })
 }
 
+/// Which rows of the staged frame go where, and which are counted for the expectations:
+/// one definition for the counting query of a merge and for the one-pass load.
+pub(crate) struct Masks {
+    /// Rows written to the quarantine table: not typed (or a NULL key), or a failed
+    /// `quarantine` rule.
+    pub(crate) quarantine: Expr,
+    /// Rows dropped by a failed `drop` rule (and not quarantined).
+    pub(crate) dropped: Expr,
+    /// Rows kept for the table.
+    pub(crate) good: Expr,
+    /// Rows held to the expectations: typed, and not delete events.
+    pub(crate) checked: Expr,
+    /// Per expectation, the checked rows that break it.
+    pub(crate) failed: Vec<Expr>,
+}
+
+impl Masks {
+    /// The masks of `config`'s rules over a staged frame.
+    pub(crate) fn new(config: &SilverConfig) -> Masks {
+        let ok = ident("__cast_error").is_null();
+        let quarantine = ident("__cast_error")
+            .is_not_null()
+            .or(ok.clone().and(any_failed(config, Action::Quarantine)));
+        let drop = any_failed(config, Action::Drop);
+        let checked = match config.apply_as_deletes {
+            Some(_) => ok.clone().and(ident(DELETE).not()),
+            None => ok.clone(),
+        };
+        Masks {
+            dropped: quarantine.clone().not().and(drop.clone()),
+            good: quarantine.clone().not().and(drop.not()),
+            quarantine,
+            checked,
+            failed: (0..config.expectations.len())
+                .map(|i| ok.clone().and(ident(format!("__fail_{i}"))))
+                .collect(),
+        }
+    }
+}
+
 /// `__fail_i` for every rule with the given action, OR-ed (false when none).
 pub(crate) fn any_failed(config: &SilverConfig, action: Action) -> Expr {
     config
