@@ -39,6 +39,7 @@ pub struct FileWriter {
     given: bool,
     partition_by: Vec<String>,
     merge_schema: bool,
+    raw_text: bool,
     writer: Option<RecordBatchWriter>,
 }
 
@@ -67,6 +68,7 @@ impl FileWriter {
             given: false,
             partition_by: Vec::new(),
             merge_schema: false,
+            raw_text: false,
             writer: None,
         })
     }
@@ -81,6 +83,13 @@ impl FileWriter {
     /// Writes Hive-style partitions of these columns.
     pub fn partitioned(mut self, columns: &[String]) -> Self {
         self.partition_by = columns.to_vec();
+        self
+    }
+
+    /// Writes no min/max statistics for text columns not named `_...` (raw values; see
+    /// [`super::writer_properties_for`]).
+    pub fn raw_text(mut self) -> Self {
+        self.raw_text = true;
         self
     }
 
@@ -110,7 +119,7 @@ impl FileWriter {
             )
             .map_err(|e| self.err(e))?
             .with_target_file_size(super::TARGET_FILE_BYTES)
-            .with_writer_properties(super::writer_properties());
+            .with_writer_properties(super::writer_properties_for(&batch, self.raw_text));
             self.writer = Some(w);
         }
         let mode = if self.merge_schema {
@@ -213,9 +222,21 @@ pub struct NewFiles {
 }
 
 impl NewFiles {
-    /// Adds the files another writer of the same table (and schema) wrote.
-    pub fn absorb(&mut self, other: NewFiles) {
+    /// Adds the files another writer of the same table wrote; the schema becomes the union
+    /// of both (a writer that saw a new column widens it; files without it read it as NULL).
+    ///
+    /// # Errors
+    /// A column has different types in the two schemas.
+    pub fn absorb(&mut self, other: NewFiles) -> std::result::Result<(), arrow::error::ArrowError> {
+        if self.schema.fields() != other.schema.fields() {
+            let merged = ArrowSchema::try_merge([
+                self.schema.as_ref().clone(),
+                other.schema.as_ref().clone(),
+            ])?;
+            self.schema = Arc::new(merged);
+        }
         self.adds.extend(other.adds);
+        Ok(())
     }
 
     /// Rows in the files (from their statistics).

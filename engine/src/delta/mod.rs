@@ -34,11 +34,107 @@ pub const TARGET_FILE_BYTES: u64 = 128 << 20;
 /// The Parquet settings of every data file Assay writes: Snappy as delta-rs writes by
 /// default, row groups of [`ROW_GROUP_ROWS`].
 pub fn writer_properties() -> deltalake::parquet::file::properties::WriterProperties {
+    properties_builder().build()
+}
+
+fn properties_builder() -> deltalake::parquet::file::properties::WriterPropertiesBuilder {
     deltalake::parquet::file::properties::WriterProperties::builder()
         .set_created_by(format!("assay {}", env!("CARGO_PKG_VERSION")))
         .set_compression(deltalake::parquet::basic::Compression::SNAPPY)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .build()
+}
+
+/// Share of distinct values in a column's sample above which its files are written without
+/// a dictionary.
+const DICTIONARY_MAX_DISTINCT: f64 = 0.5;
+
+/// Values a sample needs before its share of distinct values decides anything.
+const DICTIONARY_MIN_SAMPLE: usize = 1024;
+
+/// [`writer_properties`] for a stream whose first batch is `sample`: a column whose sampled
+/// values are mostly distinct (comments, ids, amounts) is written without a dictionary.
+/// Parquet would build its dictionary for every row group only to drop it once the page
+/// fills; interning those values was a quarter of the CPU time of a CSV ingest.
+///
+/// With `raw_text`, text columns whose names do not start with `_` (bronze's raw values) get
+/// no min/max statistics: comparing every value of every column was a tenth of an ingest's
+/// CPU time, and bounds of raw text prune nothing a silver read asks for.
+pub fn writer_properties_for(
+    sample: &arrow::array::RecordBatch,
+    raw_text: bool,
+) -> deltalake::parquet::file::properties::WriterProperties {
+    use deltalake::parquet::file::properties::EnabledStatistics;
+    use deltalake::parquet::schema::types::ColumnPath;
+    let mut builder = properties_builder();
+    for (field, column) in sample.schema().fields().iter().zip(sample.columns()) {
+        let path = || ColumnPath::from(field.name().as_str());
+        if distinct_share(column.as_ref()).is_some_and(|s| s > DICTIONARY_MAX_DISTINCT) {
+            builder = builder.set_column_dictionary_enabled(path(), false);
+        }
+        let text = matches!(
+            field.data_type(),
+            arrow::datatypes::DataType::Utf8
+                | arrow::datatypes::DataType::LargeUtf8
+                | arrow::datatypes::DataType::Utf8View
+        );
+        if raw_text && text && !field.name().starts_with('_') {
+            builder = builder.set_column_statistics_enabled(path(), EnabledStatistics::None);
+        }
+    }
+    builder.build()
+}
+
+/// The share of distinct values among the non-null values of a flat column (strings,
+/// binaries, fixed-width values); `None` for other types or too few values.
+fn distinct_share(column: &dyn arrow::array::Array) -> Option<f64> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::DataType;
+    let valid = |i: usize| column.is_valid(i);
+    let (distinct, values) = match column.data_type() {
+        DataType::Utf8 => count(
+            (0..column.len())
+                .filter(|&i| valid(i))
+                .map(|i| column.as_string::<i32>().value(i).as_bytes()),
+        ),
+        DataType::LargeUtf8 => count(
+            (0..column.len())
+                .filter(|&i| valid(i))
+                .map(|i| column.as_string::<i64>().value(i).as_bytes()),
+        ),
+        DataType::Utf8View => count(
+            (0..column.len())
+                .filter(|&i| valid(i))
+                .map(|i| column.as_string_view().value(i).as_bytes()),
+        ),
+        DataType::Binary => count(
+            (0..column.len())
+                .filter(|&i| valid(i))
+                .map(|i| column.as_binary::<i32>().value(i)),
+        ),
+        dt => {
+            let width = dt.primitive_width()?;
+            let data = column.to_data();
+            let buffer = data.buffers().first()?;
+            let bytes = &buffer.as_slice()[data.offset() * width..];
+            count(
+                (0..column.len())
+                    .filter(|&i| valid(i))
+                    .filter_map(|i| bytes.get(i * width..(i + 1) * width)),
+            )
+        }
+    };
+    // Too few values say nothing about the column: keep Parquet's default.
+    (values >= DICTIONARY_MIN_SAMPLE).then(|| distinct as f64 / values as f64)
+}
+
+fn count<'a>(values: impl Iterator<Item = &'a [u8]>) -> (usize, usize) {
+    let mut seen = std::collections::HashSet::new();
+    let mut n = 0;
+    for v in values {
+        n += 1;
+        seen.insert(v);
+    }
+    (seen.len(), n)
 }
 
 /// What a commit records besides its data: cursors (Delta `txn` actions) and free-form facts.
@@ -431,4 +527,56 @@ pub fn schema_change(
         }
     }
     Ok((!changes.is_empty()).then(|| changes.join(", ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+    use deltalake::parquet::file::properties::EnabledStatistics;
+    use deltalake::parquet::schema::types::ColumnPath;
+
+    use super::writer_properties_for;
+
+    #[test]
+    fn mostly_distinct_columns_are_written_without_a_dictionary() {
+        let n = 4096;
+        let unique: ArrayRef = Arc::new(StringArray::from_iter_values(
+            (0..n).map(|i| format!("comment {i}")),
+        ));
+        let flags: ArrayRef = Arc::new(StringArray::from_iter_values(
+            (0..n).map(|i| ["A", "N", "R"][i % 3]),
+        ));
+        let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(0..n as i64));
+        let orders: ArrayRef = Arc::new(Int64Array::from_iter_values((0..n as i64).map(|i| i / 4)));
+        let batch = RecordBatch::try_from_iter([
+            ("comment", unique),
+            ("flag", flags),
+            ("id", ids),
+            ("order", orders),
+        ])
+        .unwrap();
+        let props = writer_properties_for(&batch, false);
+        let dict = |c: &str| props.dictionary_enabled(&ColumnPath::from(c));
+        assert!(!dict("comment"));
+        assert!(dict("flag"));
+        assert!(!dict("id"));
+        assert!(dict("order"));
+
+        // A handful of rows decides nothing.
+        let small = batch.slice(0, 10);
+        let props = writer_properties_for(&small, false);
+        assert!(props.dictionary_enabled(&ColumnPath::from("comment")));
+        assert_ne!(
+            props.statistics_enabled(&ColumnPath::from("comment")),
+            EnabledStatistics::None
+        );
+
+        // Raw text keeps no bounds; other columns and lineage (`_`) columns do.
+        let props = writer_properties_for(&batch, true);
+        let stats = |c: &str| props.statistics_enabled(&ColumnPath::from(c));
+        assert_eq!(stats("comment"), EnabledStatistics::None);
+        assert_ne!(stats("id"), EnabledStatistics::None);
+    }
 }

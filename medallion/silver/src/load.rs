@@ -288,7 +288,9 @@ impl Load<'_> {
             written += part.written;
             for (all, new) in [(&mut main, part.main), (&mut rejected, part.rejected)] {
                 match (all.as_mut(), new) {
-                    (Some(all), Some(new)) => all.absorb(new),
+                    (Some(all), Some(new)) => all
+                        .absorb(new)
+                        .map_err(|e| EngineError::delta(table, e.into()))?,
                     (None, new) => *all = new,
                     (Some(_), None) => {}
                 }
