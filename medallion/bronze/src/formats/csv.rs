@@ -37,12 +37,9 @@ impl<R> Tee<R> {
     fn quotes_balanced(&self, start: u64, end: u64, quote: u8) -> bool {
         let s = start.saturating_sub(self.base) as usize;
         let e = (end.saturating_sub(self.base) as usize).min(self.buf.len());
-        self.buf[s.min(e)..e]
-            .iter()
-            .filter(|&&b| b == quote)
+        memchr::memchr_iter(quote, &self.buf[s.min(e)..e])
             .count()
-            % 2
-            == 0
+            .is_multiple_of(2)
     }
 
     fn discard_before(&mut self, offset: u64) {
@@ -70,6 +67,7 @@ pub(crate) fn parse(
         u8::try_from(opts.delimiter).map_err(|_| fmt("delimiter must be one byte".into()))?;
     let quote = u8::try_from(opts.quote).map_err(|_| fmt("quote must be one byte".into()))?;
     let mut rdr = ReaderBuilder::new()
+        .buffer_capacity(1 << 20)
         .has_headers(false)
         .flexible(true)
         .delimiter(delimiter)
@@ -167,21 +165,25 @@ fn push_record(
         });
         return;
     }
-    let mut values = Vec::with_capacity(cols);
-    for (i, field) in record.iter().enumerate() {
-        match std::str::from_utf8(field) {
-            Ok(v) => values.push(v),
-            Err(_) => {
-                chunk.rejects.push(Reject {
-                    line: Some(line),
-                    raw: Some(raw()),
-                    reason: format!("field {} is not valid UTF-8", i + 1),
-                });
-                return;
-            }
-        }
-    }
-    for (i, v) in values.into_iter().enumerate() {
+    // One check for the whole record: fields are split at ASCII bytes, so they are valid
+    // UTF-8 when the record is.
+    let Ok(text) = std::str::from_utf8(record.as_slice()) else {
+        let bad = record
+            .iter()
+            .position(|f| std::str::from_utf8(f).is_err())
+            .unwrap_or(0);
+        chunk.rejects.push(Reject {
+            line: Some(line),
+            raw: Some(raw()),
+            reason: format!("field {} is not valid UTF-8", bad + 1),
+        });
+        return;
+    };
+    for i in 0..cols {
+        let v = record
+            .range(i)
+            .and_then(|r| text.get(r))
+            .unwrap_or_default();
         if v == opts.null {
             batch.column(i).append_null();
         } else {
