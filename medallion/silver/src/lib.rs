@@ -7,6 +7,7 @@
 //! `silver.<name>__quarantine`, keeps the latest row per key by `sequence_by`, and MERGEs
 //! into silver by keys.
 
+mod decimal;
 mod dedup;
 pub mod error;
 mod load;

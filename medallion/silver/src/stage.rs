@@ -16,6 +16,7 @@ use datafusion::functions::expr_fn::{coalesce, concat, concat_ws, nullif};
 use datafusion::logical_expr::{Expr, ExprSchemable, cast, ident, lit, not, try_cast, when};
 use std::ops::Not;
 
+use crate::decimal::try_parse_decimal;
 use crate::error::{Result, SilverError};
 
 /// The staged input and the names needed to read it.
@@ -91,7 +92,17 @@ pub(crate) fn stage(table: &str, config: &SilverConfig, input: DataFrame) -> Res
     for (c, ty) in &outputs {
         let typed = match ty {
             Some((dt, name)) => {
-                let typed = try_cast(ident(c), dt.clone());
+                let text = input.schema().fields().iter().any(|f| {
+                    f.name() == c
+                        && matches!(
+                            f.data_type(),
+                            DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+                        )
+                });
+                let typed = match dt {
+                    DataType::Decimal128(p, s) if text => try_parse_decimal(ident(c), *p, *s),
+                    _ => try_cast(ident(c), dt.clone()),
+                };
                 let mut bad = ident(c).is_not_null().and(typed.clone().is_null());
                 if let (Some(d), false) = (&is_delete, identity(c)) {
                     bad = bad.and(d.clone().not());
