@@ -344,6 +344,20 @@ pub fn register_store(id: &TableId, table: &DeltaTable, ctx: &SessionContext) ->
         .map_err(|e| EngineError::delta(id, e))
 }
 
+/// A table provider builder for `table` that scans with the Parquet settings of `config`
+/// (DataFusion's defaults unless a session changed them) instead of delta-rs' own, which
+/// push every filter into the Parquet decoder: with them TPC-H q6 over Flight took 0.23 s
+/// against DataFusion's 0.13 s on the same files.
+pub fn provider_builder(
+    table: &DeltaTable,
+    config: &datafusion::prelude::SessionConfig,
+) -> deltalake::delta_datafusion::TableProviderBuilder {
+    let state = datafusion::execution::SessionStateBuilder::new()
+        .with_config(config.clone())
+        .build();
+    table.table_provider().with_session(Arc::new(state))
+}
+
 /// A DataFrame over a table restricted to the given data files (all when `files` is `None`).
 ///
 /// # Errors
@@ -355,7 +369,7 @@ pub async fn scan(
     files: Option<Vec<String>>,
 ) -> Result<DataFrame> {
     register_store(id, table, ctx)?;
-    let mut builder = table.table_provider();
+    let mut builder = provider_builder(table, ctx.state().config());
     if let Some(files) = files {
         builder = builder.with_file_paths(files);
     }

@@ -13,6 +13,7 @@ mod rows;
 mod runs;
 mod versions;
 
+use datafusion::prelude::SessionConfig;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -294,8 +295,7 @@ impl LakeService for Core {
     async fn schema(&self, p: &Principal, id: &TableId) -> Result<SchemaRef> {
         authorize(p, Action::ReadTable(id))?;
         let table = self.open(id).await?;
-        let provider = table
-            .table_provider()
+        let provider = crate::delta::provider_builder(&table, &SessionConfig::new())
             .await
             .map_err(|e| ServiceError::from(crate::EngineError::query(id, e)))?;
         Ok(provider.schema())
