@@ -158,7 +158,9 @@ impl SchemaProvider for LakeSchema {
             guard.push(name.to_string());
             guard.sort();
         }
-        let provider = crate::delta::provider_builder(&table, &SessionConfig::new()).await?;
+        let provider = crate::delta::table_provider(&id, &table, &SessionConfig::new(), None)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
         Ok(Some(provider))
     }
 

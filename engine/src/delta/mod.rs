@@ -19,9 +19,11 @@ use crate::table::TableId;
 
 mod files;
 mod merge;
+mod provider;
 
 pub use files::{FileWriter, NewFiles, Staged, commit_files};
 pub use merge::{Merge, MergeCounts};
+pub use provider::{SnapshotTable, table_provider};
 
 /// Rows per Parquet row group in every data file Assay writes: small enough that a scan of
 /// one large file splits across cores and min/max statistics prune within a file, large
@@ -369,11 +371,8 @@ pub async fn scan(
     files: Option<Vec<String>>,
 ) -> Result<DataFrame> {
     register_store(id, table, ctx)?;
-    let mut builder = provider_builder(table, ctx.state().config());
-    if let Some(files) = files {
-        builder = builder.with_file_paths(files);
-    }
-    let provider = builder.await.map_err(|e| EngineError::query(id, e))?;
+    let config = ctx.state().config().clone();
+    let provider = table_provider(id, table, &config, files.as_deref()).await?;
     ctx.read_table(provider)
         .map_err(|e| EngineError::query(id, e))
 }

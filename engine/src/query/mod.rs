@@ -11,6 +11,8 @@ use datafusion::common::ParamValues;
 use datafusion::dataframe::DataFrame;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::cache::cache_manager::{CacheManagerConfig, FileMetadataCache};
+use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::disk_manager::DiskManagerBuilder;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -166,7 +168,13 @@ pub struct QueryService {
     planner: Arc<Planner>,
     admission: Arc<Admission>,
     memory: Arc<ServerMemory>,
+    /// Parquet footers and page indexes read by earlier queries: data files never change
+    /// (a Delta commit adds new ones), so every query's session shares one bounded cache.
+    footers: Arc<FileMetadataCache>,
 }
+
+/// Bytes of Parquet metadata the query sessions keep between queries (DataFusion's default).
+const FOOTER_CACHE_BYTES: usize = 50 << 20;
 
 /// The runtime that plans and runs queries: its threads are not the servers' workers,
 /// so a heavy plan never stalls `/health`, and a timed-out plan is aborted there.
@@ -272,6 +280,9 @@ impl QueryService {
             planner: Arc::new(planner),
             admission: Admission::new(limits.max_concurrent, limits.max_concurrent_per_user),
             memory: Arc::new(ServerMemory::new(limits.server_memory_bytes)),
+            footers: Arc::new(
+                DefaultCache::new(FOOTER_CACHE_BYTES).with_name("assay parquet footers"),
+            ),
             limits,
         })
     }
@@ -318,6 +329,11 @@ impl QueryService {
             .with_memory_pool(pool.clone())
             .with_disk_manager_builder(
                 DiskManagerBuilder::default().with_max_temp_directory_size(self.limits.spill_bytes),
+            )
+            .with_cache_manager(
+                CacheManagerConfig::default()
+                    .with_file_metadata_cache(Some(Arc::clone(&self.footers)))
+                    .with_metadata_cache_limit(FOOTER_CACHE_BYTES),
             )
             .build_arc()
             .map_err(|e| QueryError::Internal(Box::new(e)))?;

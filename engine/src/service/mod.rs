@@ -295,9 +295,9 @@ impl LakeService for Core {
     async fn schema(&self, p: &Principal, id: &TableId) -> Result<SchemaRef> {
         authorize(p, Action::ReadTable(id))?;
         let table = self.open(id).await?;
-        let provider = crate::delta::provider_builder(&table, &SessionConfig::new())
+        let provider = crate::delta::table_provider(id, &table, &SessionConfig::new(), None)
             .await
-            .map_err(|e| ServiceError::from(crate::EngineError::query(id, e)))?;
+            .map_err(ServiceError::from)?;
         Ok(provider.schema())
     }
 
