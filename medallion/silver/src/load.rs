@@ -33,6 +33,27 @@ use crate::error::{Result, SilverError};
 use crate::refine::{SilverStep, Stats, quarantine_columns, recorded};
 use crate::stage::{Masks, Staged};
 
+/// Memory the duplicate-key check and the deduplication of a load may hold; past it they
+/// spill to the temporary directory, so a load of any size runs in bounded memory.
+pub(crate) const DEDUP_MEMORY: usize = 512 << 20;
+
+fn bounded_session() -> datafusion::error::Result<SessionContext> {
+    bounded_session_of(DEDUP_MEMORY)
+}
+
+/// A session whose operators hold at most `bytes` and spill past it.
+pub(crate) fn bounded_session_of(bytes: usize) -> datafusion::error::Result<SessionContext> {
+    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(
+            datafusion::execution::memory_pool::FairSpillPool::new(bytes),
+        ))
+        .build_arc()?;
+    Ok(SessionContext::new_with_config_rt(
+        datafusion::prelude::SessionConfig::new(),
+        runtime,
+    ))
+}
+
 /// True when a run of this table takes the one pass: no change data to apply and nothing
 /// to merge (no keys, or the table is rebuilt from its whole input).
 pub(crate) fn applies(config: &SilverConfig, replay: bool) -> bool {
@@ -343,24 +364,32 @@ impl Load<'_> {
         } else {
             WriteMode::Append
         };
+        // Keys are checked, and deduplicated when one repeats, in a session of bounded
+        // memory: the grouping and the sort spill to disk past it.
+        let bounded = bounded_session().map_err(self.q())?;
         let duplicates = !config.keys.is_empty() && {
-            let frame = main.frame(lake, self.session).await?;
+            let frame = main.frame(lake, &bounded).await?;
             crate::dedup::has_duplicate_keys(config, &frame)
                 .await
                 .map_err(self.q())?
         };
-        self.ctx.faults.before_commit(table)?;
         let (version, written) = if duplicates {
             // Several rows of a key: keep each key's latest, read from the typed files.
-            let frame = main.frame(lake, self.session).await?;
+            let frame = main.frame(lake, &bounded).await?;
             let columns: Vec<Expr> = self.staged.output_columns.iter().map(ident).collect();
             let latest = crate::dedup::latest(config, frame)
                 .and_then(|f| f.select(columns))
                 .map_err(self.q())?;
-            let t = delta::write_frame(lake, table, latest, mode, &[], &info).await?;
+            let deduplicated = delta::Staged::write(lake, table, latest, &[]).await?;
+            let rows = deduplicated.rows();
+            self.ctx.faults.before_commit(table)?;
+            let t = deduplicated
+                .commit(lake, self.target.as_ref(), &info, mode)
+                .await?;
             main.abandon(lake).await;
-            (delta::version(&t), delta::last_commit_added_rows(&t).await)
+            (delta::version(&t), rows)
         } else {
+            self.ctx.faults.before_commit(table)?;
             let t = main.commit(lake, self.target.as_ref(), &info, mode).await?;
             (delta::version(&t), written)
         };
