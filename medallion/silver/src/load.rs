@@ -20,6 +20,7 @@ use assay_engine::delta::{self, CommitInfo, FileWriter, NewFiles, WriteMode};
 use assay_engine::step::{StepContext, StepReport};
 use assay_engine::{EngineError, TableId};
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::memory_pool::{FairSpillPool, MemoryPool};
 use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::logical_expr::{Expr, ident};
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
@@ -33,20 +34,28 @@ use crate::error::{Result, SilverError};
 use crate::refine::{SilverStep, Stats, quarantine_columns, recorded};
 use crate::stage::{Masks, Staged};
 
-/// Memory the duplicate-key check and the deduplication of a load may hold; past it they
-/// spill to the temporary directory, so a load of any size runs in bounded memory.
+/// Memory the duplicate-key checks and deduplications of all the loads running in this
+/// process may hold together; past it they spill to the temporary directory, so loads of any
+/// size, however many run at once, stay in bounded memory.
 pub(crate) const DEDUP_MEMORY: usize = 512 << 20;
 
+/// A session over the process-wide pool of [`DEDUP_MEMORY`] bytes: concurrent loads share it
+/// (each spillable operator gets a fair share) instead of holding one budget each.
 fn bounded_session() -> datafusion::error::Result<SessionContext> {
-    bounded_session_of(DEDUP_MEMORY)
+    static POOL: std::sync::OnceLock<Arc<dyn MemoryPool>> = std::sync::OnceLock::new();
+    let pool = POOL.get_or_init(|| Arc::new(FairSpillPool::new(DEDUP_MEMORY)));
+    session_over(Arc::clone(pool))
 }
 
 /// A session whose operators hold at most `bytes` and spill past it.
+#[cfg(test)]
 pub(crate) fn bounded_session_of(bytes: usize) -> datafusion::error::Result<SessionContext> {
+    session_over(Arc::new(FairSpillPool::new(bytes)))
+}
+
+fn session_over(pool: Arc<dyn MemoryPool>) -> datafusion::error::Result<SessionContext> {
     let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
-        .with_memory_pool(Arc::new(
-            datafusion::execution::memory_pool::FairSpillPool::new(bytes),
-        ))
+        .with_memory_pool(pool)
         .build_arc()?;
     Ok(SessionContext::new_with_config_rt(
         datafusion::prelude::SessionConfig::new(),
