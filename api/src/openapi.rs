@@ -74,6 +74,7 @@ fn example(path: &str) -> Value {
         }
         "/api/v1/query" => json!({"sql": "SELECT * FROM gold.products LIMIT 10", "limit": 10}),
         "/api/v1/runs" => json!({"select": "gold+", "full_refresh": false}),
+        "/api/v1/schedules/{name}" => json!({"paused": true}),
         _ => json!({}),
     }
 }

@@ -1,4 +1,4 @@
-//! The commands: `run`, `ls`, `runs`.
+//! The commands: `run`, `ls`, `schedule`, `runs`, `serve`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -28,15 +28,26 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run {
             select,
+            exclude,
+            fail_fast,
             full_refresh,
             inject_fault,
         } => {
             let opts = RunOptions {
                 select: select.as_deref(),
+                exclude: exclude.as_deref(),
+                fail_fast,
                 full_refresh,
                 faults: inject_fault,
             };
             run(&project, lake, &pipeline, opts).await
+        }
+        Command::Schedule { count } => {
+            println!(
+                "{}",
+                output::schedules_table(&project, chrono::Utc::now(), count)
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Serve {
             flight_addr,
@@ -67,12 +78,16 @@ fn build_pipeline(project: &Project) -> Result<Pipeline> {
     let mut steps: Vec<Arc<dyn Step>> = assay_bronze::steps(project);
     steps.extend(assay_silver::steps(project)?);
     steps.extend(assay_gold::steps(project)?);
-    Ok(Pipeline::new(steps)?)
+    let pipeline = Pipeline::new(steps)?.with_tags(project.run.tags());
+    project.check_schedules(&pipeline)?;
+    Ok(pipeline)
 }
 
 /// What `assay run` was asked for.
 struct RunOptions<'a> {
     select: Option<&'a str>,
+    exclude: Option<&'a str>,
+    fail_fast: bool,
     full_refresh: bool,
     faults: Vec<String>,
 }
@@ -83,7 +98,11 @@ async fn run(
     pipeline: &Pipeline,
     opts: RunOptions<'_>,
 ) -> Result<ExitCode> {
-    let selection = opts.select.map(|s| pipeline.select(s)).transpose()?;
+    let selection = pipeline.selection(opts.select, opts.exclude)?;
+    let config = assay_engine::config::RunConfig {
+        fail_fast: opts.fail_fast,
+        ..project.run.clone()
+    };
     let catalog = LakeCatalog::load(lake.clone())
         .await
         .with_context(|| format!("opening lake {}", lake.root()))?;
@@ -95,14 +114,7 @@ async fn run(
         faults: Faults::new(opts.faults),
     };
     let observer = Arc::new(output::Progress::new());
-    let summary = runner::run(
-        pipeline,
-        selection.as_ref(),
-        &project.run,
-        ctx,
-        observer.clone(),
-    )
-    .await;
+    let summary = runner::run(pipeline, selection.as_ref(), &config, ctx, observer.clone()).await;
     observer.done();
     println!("{}", output::summary_table(&summary));
     for s in &summary.steps {

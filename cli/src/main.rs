@@ -28,9 +28,15 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Run the pipeline once (all steps, or a selection).
     Run {
-        /// Steps to run: `layer`, `layer.table`, `+x` adds upstreams, `x+` downstreams.
+        /// Steps to run: `layer`, `layer.table`, `tag:x`; `+x` adds upstreams, `x+` downstreams.
         #[arg(long, short)]
         select: Option<String>,
+        /// Steps to leave out, in the `--select` syntax.
+        #[arg(long)]
+        exclude: Option<String>,
+        /// Once a step fails, start no other step.
+        #[arg(long)]
+        fail_fast: bool,
         /// Rebuild the selected tables from scratch, each replaced in one commit.
         #[arg(long)]
         full_refresh: bool,
@@ -51,6 +57,12 @@ pub(crate) enum Command {
         /// Send Utf8View/BinaryView columns as they are instead of as Utf8/Binary.
         #[arg(long)]
         keep_views: bool,
+    },
+    /// Print the schedules of the project and their next fire times.
+    Schedule {
+        /// How many fire times to show per schedule.
+        #[arg(long, default_value_t = 3)]
+        count: usize,
     },
     /// Print recent runs from `_system.runs`.
     Runs {

@@ -175,3 +175,41 @@ pub(crate) async fn runs_table(lake: &Lake, limit: usize) -> Result<Table> {
     }
     Ok(t)
 }
+
+/// The project's schedules, each with its next `count` fire times after `now` (in the
+/// schedule's time zone, with the offset).
+pub(crate) fn schedules_table(
+    project: &assay_engine::config::Project,
+    now: chrono::DateTime<chrono::Utc>,
+    count: usize,
+) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+        "schedule",
+        "cron",
+        "timezone",
+        "select",
+        "exclude",
+        "full_refresh",
+        "catch_up",
+        "next fire times",
+    ]);
+    for s in &project.schedules {
+        let next: Vec<String> = s
+            .ticks_after(now, count)
+            .iter()
+            .map(|at| at.format("%Y-%m-%dT%H:%M:%S%:z").to_string())
+            .collect();
+        t.add_row(vec![
+            s.name.clone(),
+            s.cron.clone(),
+            s.timezone.name().to_string(),
+            s.select.clone().unwrap_or_else(|| "(all)".into()),
+            s.exclude.clone().unwrap_or_else(|| "-".into()),
+            s.full_refresh.to_string(),
+            s.catch_up.as_str().to_string(),
+            next.join("\n"),
+        ]);
+    }
+    t
+}

@@ -1,5 +1,6 @@
 //! `assay serve`: the Flight SQL server and the REST gateway over the project's lake, one
-//! access policy for both, stopped together by Ctrl-C or SIGTERM.
+//! access policy for both, and the scheduler of the project's `[[schedule]]` entries, all
+//! stopped together by Ctrl-C or SIGTERM.
 
 use std::sync::Arc;
 
@@ -11,7 +12,8 @@ use assay_engine::auth::store::UserStore;
 use assay_engine::config::Project;
 use assay_engine::launcher::Launcher;
 use assay_engine::query::QueryService;
-use assay_engine::service::{Core, LakeService};
+use assay_engine::scheduler::{ScheduleStore, Scheduler};
+use assay_engine::service::{Core, LakeService, Schedules};
 use assay_engine::session::LakeCatalog;
 use assay_flight::AssayFlightSql;
 
@@ -40,8 +42,16 @@ pub(crate) async fn serve(
     let query = QueryService::new(catalog, project.query.clone())?;
     let max_rows = query.limits().max_rows.unwrap_or(10_000);
     let launcher = Launcher::new(pipeline, project.run.clone(), lake.clone());
+    let tick_store = ScheduleStore::new(&lake)?;
+    let scheduler = Scheduler::new(
+        project.schedules.clone(),
+        launcher.clone(),
+        tick_store.clone(),
+    );
     let core: Arc<dyn LakeService> = Arc::new(
-        Core::new(query, Arc::clone(&policy), project.cache.refresh).with_launcher(launcher),
+        Core::new(query, Arc::clone(&policy), project.cache.refresh)
+            .with_launcher(launcher)
+            .with_schedules(Schedules::new(project.schedules.clone(), tick_store)),
     );
     let keep_views = keep_views || project.serve.keep_views;
     let service = AssayFlightSql::new(Arc::clone(&core), keep_views)
@@ -70,15 +80,15 @@ pub(crate) async fn serve(
             .clone()
             .unwrap_or_else(|| assay_api::cache::lake_prefix(lake.root().as_str())),
     );
-    println!(
+    announce(&format!(
         "Flight SQL listening on grpc://{}",
         flight_listener.local_addr()?
-    );
-    println!(
+    ));
+    announce(&format!(
         "REST gateway listening on http://{} (cache: {})",
         http_listener.local_addr()?,
         cache.kind()
-    );
+    ));
     let gateway = Gateway::new(core, cache, max_rows).with_limits(project.serve.limits);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -90,7 +100,19 @@ pub(crate) async fn serve(
         project.serve.limits,
         stopped(stop_rx.clone()),
     ));
-    let rest = tokio::spawn(assay_api::serve(http_listener, gateway, stopped(stop_rx)));
+    let rest = tokio::spawn(assay_api::serve(
+        http_listener,
+        gateway,
+        stopped(stop_rx.clone()),
+    ));
+    if !project.schedules.is_empty() {
+        announce(&format!(
+            "running {} schedule(s) as {}",
+            project.schedules.len(),
+            scheduler.instance()
+        ));
+    }
+    let ticker = tokio::spawn(scheduler.run(stopped(stop_rx)));
     shutdown_signal().await;
     let _ = stop_tx.send(true);
     flight
@@ -100,8 +122,17 @@ pub(crate) async fn serve(
     rest.await
         .context("REST gateway")?
         .context("REST gateway")?;
-    eprintln!("shut down");
+    ticker.await.context("scheduler")?;
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), b"shut down\n");
     Ok(())
+}
+
+/// Prints one line on stdout. A reader that went away (a closed pipe) costs the line, never
+/// the server: `println!` would panic.
+fn announce(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
 /// Config users, the lake's accounts (with the bootstrap admin created on first start), the

@@ -57,6 +57,7 @@ pub struct Pipeline {
     steps: Vec<Arc<dyn Step>>,
     index: HashMap<TableId, usize>,
     order: Vec<usize>,
+    tags: HashMap<TableId, BTreeSet<String>>,
 }
 
 impl Pipeline {
@@ -85,7 +86,53 @@ impl Pipeline {
             steps,
             index,
             order,
+            tags: HashMap::new(),
         })
+    }
+
+    /// The pipeline with each table's tags (`--select tag:x`).
+    #[must_use]
+    pub fn with_tags(mut self, tags: HashMap<TableId, BTreeSet<String>>) -> Pipeline {
+        self.tags = tags;
+        self
+    }
+
+    /// The tags of `table`'s entry.
+    pub fn tags(&self, table: &TableId) -> Option<&BTreeSet<String>> {
+        self.tags.get(table)
+    }
+
+    /// The tables a run selects: `select` (all steps when `None`) less `exclude`, both in
+    /// the `--select` syntax; `None` when neither is given (the whole DAG).
+    ///
+    /// # Errors
+    /// An item of either that matches no step, or nothing left to run.
+    pub fn selection(
+        &self,
+        select: Option<&str>,
+        exclude: Option<&str>,
+    ) -> Result<Option<BTreeSet<TableId>>> {
+        if select.is_none() && exclude.is_none() {
+            return Ok(None);
+        }
+        let mut chosen = match select {
+            Some(s) => self.select(s)?,
+            None => self.index.keys().cloned().collect(),
+        };
+        if let Some(x) = exclude {
+            let out = self.select(x)?;
+            chosen.retain(|t| !out.contains(t));
+        }
+        if chosen.is_empty() {
+            let expr = match (select, exclude) {
+                (Some(s), Some(x)) => format!("{s} --exclude {x}"),
+                (None, Some(x)) => format!("--exclude {x}"),
+                (Some(s), None) => s.to_string(),
+                (None, None) => String::new(),
+            };
+            return Err(EngineError::EmptySelection(expr));
+        }
+        Ok(Some(chosen))
     }
 
     /// Steps in a topological order (upstreams first, ties by layer then name).
@@ -112,8 +159,9 @@ impl Pipeline {
     }
 
     /// Tables selected by a `--select` expression: space- or comma-separated items, each a
-    /// layer (`silver`), a table (`gold.daily_revenue`), or either with `+` before (add
-    /// upstreams) and/or after (add downstreams).
+    /// layer (`silver`), a table (`gold.daily_revenue`), a tag (`tag:nightly`: the entries
+    /// with that tag), or any of them with `+` before (add upstreams) and/or after (add
+    /// downstreams).
     ///
     /// # Errors
     /// An item that matches no step.
@@ -123,7 +171,13 @@ impl Pipeline {
             let ups = item.starts_with('+');
             let downs = item.ends_with('+');
             let core = item.trim_matches('+');
-            let matched: Vec<TableId> = if let Some(layer) = Layer::parse(core) {
+            let matched: Vec<TableId> = if let Some(tag) = core.strip_prefix("tag:") {
+                self.tags
+                    .iter()
+                    .filter(|(t, tags)| tags.contains(tag) && self.index.contains_key(*t))
+                    .map(|(t, _)| t.clone())
+                    .collect()
+            } else if let Some(layer) = Layer::parse(core) {
                 self.index
                     .keys()
                     .filter(|t| t.layer == layer)
@@ -318,5 +372,47 @@ mod tests {
         assert_eq!(names("silver.s+"), ["silver.s", "gold.g"]);
         assert_eq!(names("gold"), ["gold.g", "gold.h"]);
         assert!(p.select("gold.zzz").is_err());
+    }
+
+    #[test]
+    fn selects_by_tag_and_excludes() {
+        let tags = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        let p = Pipeline::new(vec![
+            step("bronze.b", &[]),
+            step("silver.s", &["bronze.b"]),
+            step("gold.g", &["silver.s"]),
+            step("gold.h", &[]),
+        ])
+        .unwrap()
+        .with_tags(HashMap::from([
+            (
+                TableId::parse("gold.g").unwrap(),
+                tags(&["nightly", "finance"]),
+            ),
+            (TableId::parse("gold.h").unwrap(), tags(&["nightly"])),
+        ]));
+        let names = |select: Option<&str>, exclude: Option<&str>| -> Vec<String> {
+            p.selection(select, exclude)
+                .unwrap()
+                .unwrap()
+                .into_iter()
+                .map(|t| t.to_string())
+                .collect()
+        };
+        assert_eq!(names(Some("tag:nightly"), None), ["gold.g", "gold.h"]);
+        assert_eq!(
+            names(Some("+tag:finance"), None),
+            ["bronze.b", "silver.s", "gold.g"]
+        );
+        assert_eq!(names(Some("silver+"), Some("tag:finance")), ["silver.s"]);
+        assert_eq!(names(None, Some("gold")), ["bronze.b", "silver.s"]);
+        assert!(p.selection(None, None).unwrap().is_none());
+        let err = p.selection(Some("tag:weekly"), None).unwrap_err();
+        assert_eq!(err.to_string(), "selection `tag:weekly` matches no step");
+        let err = p.selection(Some("gold"), Some("gold")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "selection `gold --exclude gold` matches no step"
+        );
     }
 }

@@ -103,6 +103,9 @@ pub enum EngineError {
         /// The parser's message.
         message: String,
     },
+    /// The scheduler's records in the lake could not be read or written.
+    #[error("scheduler: {0}")]
+    Schedule(String),
     /// A `--select` expression names nothing.
     #[error("selection `{0}` matches no step")]
     EmptySelection(String),
@@ -171,9 +174,10 @@ impl EngineError {
                 DeltaTableError::Io { .. } => ErrorKind::Unavailable,
                 _ => ErrorKind::Internal,
             },
-            EngineError::LakeRoot { .. } | EngineError::Auth(_) | EngineError::InjectedFault(_) => {
-                ErrorKind::Internal
-            }
+            EngineError::LakeRoot { .. }
+            | EngineError::Auth(_)
+            | EngineError::InjectedFault(_)
+            | EngineError::Schedule(_) => ErrorKind::Internal,
         }
     }
 

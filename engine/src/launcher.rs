@@ -24,6 +24,9 @@ pub struct Running {
     pub run_id: String,
     /// The selection expression, when not the whole DAG.
     pub select: Option<String>,
+    /// The steps left out (`--exclude` syntax), when any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exclude: Option<String>,
     /// Whether the selected tables are rebuilt from scratch.
     pub full_refresh: bool,
     /// Who started it.
@@ -106,9 +109,23 @@ impl Launcher {
         full_refresh: bool,
         by: &str,
     ) -> Result<Running, LaunchError> {
-        let selection = select
-            .map(|s| self.pipeline.select(s))
-            .transpose()
+        self.start_excluding(select, None, full_refresh, by)
+    }
+
+    /// [`Launcher::start`] with the steps `exclude` selects left out.
+    ///
+    /// # Errors
+    /// A run is in progress, or the selection is invalid or leaves nothing to run.
+    pub fn start_excluding(
+        &self,
+        select: Option<&str>,
+        exclude: Option<&str>,
+        full_refresh: bool,
+        by: &str,
+    ) -> Result<Running, LaunchError> {
+        let selection = self
+            .pipeline
+            .selection(select, exclude)
             .map_err(LaunchError::Selection)?;
         let mut slot = self
             .running
@@ -120,6 +137,7 @@ impl Launcher {
         let run = Running {
             run_id: uuid::Uuid::now_v7().to_string(),
             select: select.map(str::to_string),
+            exclude: exclude.map(str::to_string),
             full_refresh,
             started_by: by.to_string(),
             started_at: Utc::now(),

@@ -12,7 +12,8 @@
 //! - [`step::Step`], [`dag::Pipeline`] and [`runner`]: the DAG of steps and how it runs;
 //! - [`stream`]: a step's inputs, one streamed incrementally and the others whole;
 //! - [`history`]: `_system.runs` and `_system.expectations`; [`launcher`]: runs a server
-//!   starts in the background (`POST /runs`);
+//!   starts in the background (`POST /runs`); [`scheduler`]: the `[[schedule]]` ticks
+//!   `assay serve` fires, each claimed once across replicas through the lake;
 //! - [`service`]: the serving core ([`service::LakeService`]) every server is a thin
 //!   adapter over: one authorization ([`auth::authorize`]), one error kind per failure;
 //! - [`identity`]: roles, principals and secrets (plain values); [`auth`]: passwords, JWTs,
@@ -37,6 +38,7 @@ pub mod identity;
 pub mod launcher;
 pub mod query;
 pub mod runner;
+pub mod scheduler;
 pub mod service;
 pub mod session;
 pub mod step;

@@ -155,6 +155,8 @@ pub async fn run(
     let mut running: HashMap<tokio::task::Id, TableId> = HashMap::new();
     let ctx = Arc::new(ctx);
     let parallelism = config.parallelism.max(1);
+    // With `fail_fast`, the first step that failed: no step starts after it.
+    let mut first_failure: Option<TableId> = None;
 
     loop {
         // Skip steps whose upstream failed; start ready steps up to the parallelism.
@@ -162,13 +164,13 @@ pub async fn run(
         while i < pending.len() {
             let table = pending[i].table().clone();
             let ups = waiting.get(&table).cloned().unwrap_or_default();
-            if let Some(bad) = ups.iter().find(|u| failed.contains(*u)) {
-                let outcome = StepOutcome::ended(
-                    table.clone(),
-                    StepStatus::Skipped,
-                    0,
-                    format!("upstream {bad} failed"),
-                );
+            let skip = match (&first_failure, ups.iter().find(|u| failed.contains(*u))) {
+                (Some(f), _) => Some(format!("not started: {f} failed (--fail-fast)")),
+                (None, Some(bad)) => Some(format!("upstream {bad} failed")),
+                (None, None) => None,
+            };
+            if let Some(reason) = skip {
+                let outcome = StepOutcome::ended(table.clone(), StepStatus::Skipped, 0, reason);
                 observer.finished(&outcome);
                 outcomes.push(outcome);
                 failed.insert(table);
@@ -207,6 +209,9 @@ pub async fn run(
         observer.finished(&outcome);
         if outcome.status == StepStatus::Failed {
             failed.insert(outcome.table.clone());
+            if config.fail_fast && first_failure.is_none() {
+                first_failure = Some(outcome.table.clone());
+            }
         }
         for ups in waiting.values_mut() {
             if outcome.status != StepStatus::Failed {
@@ -236,14 +241,16 @@ async fn run_step(step: Arc<dyn Step>, ctx: &StepContext, config: &RunConfig) ->
     let started_at = Utc::now();
     let table = step.table().clone();
     let mut attempts = 0;
-    let mut backoff = config.retry_backoff;
+    let mut backoff = config.retry_backoff_of(&table);
+    let retries = config.retries_of(&table);
+    let timeout = config.timeout_of(&table);
     let clock = Instant::now();
     let (status, report, error) = loop {
         attempts += 1;
         let span =
             tracing::info_span!("step", table = %table, run_id = %ctx.run_id, attempt = attempts);
         let attempt = AssertUnwindSafe(step.run(ctx).instrument(span)).catch_unwind();
-        let result = tokio::time::timeout(config.step_timeout, attempt).await;
+        let result = tokio::time::timeout(timeout, attempt).await;
         match result {
             Ok(Err(panic)) => {
                 // A bug, not bad input: the step fails (its downstream steps are skipped,
@@ -260,7 +267,7 @@ async fn run_step(step: Arc<dyn Step>, ctx: &StepContext, config: &RunConfig) ->
                 };
                 break (status, report, None);
             }
-            Ok(Ok(Err(e))) if e.transient && attempts <= config.retries => {
+            Ok(Ok(Err(e))) if e.transient && attempts <= retries => {
                 tracing::warn!(attempt = attempts, error = %e, "step failed, retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = backoff.saturating_mul(2);
@@ -273,10 +280,7 @@ async fn run_step(step: Arc<dyn Step>, ctx: &StepContext, config: &RunConfig) ->
                 break (StepStatus::Failed, report, Some(e.to_string()));
             }
             Err(_) => {
-                let msg = format!(
-                    "timed out after {}",
-                    humantime::format_duration(config.step_timeout)
-                );
+                let msg = format!("timed out after {}", humantime::format_duration(timeout));
                 break (StepStatus::Failed, StepReport::default(), Some(msg));
             }
         }
@@ -301,6 +305,8 @@ async fn run_step(step: Arc<dyn Step>, ctx: &StepContext, config: &RunConfig) ->
 #[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
     use crate::session::LakeCatalog;
     use crate::step::{Faults, StepError};
     use crate::storage::Lake;
@@ -311,6 +317,7 @@ mod tests {
         table: TableId,
         upstreams: Vec<TableId>,
         panics: bool,
+        sleep: Duration,
     }
 
     #[async_trait::async_trait]
@@ -322,6 +329,7 @@ mod tests {
             &self.upstreams
         }
         async fn run(&self, _: &StepContext) -> Result<StepReport, StepError> {
+            tokio::time::sleep(self.sleep).await;
             if self.panics {
                 panic!("index out of bounds in {}", self.table);
             }
@@ -340,7 +348,92 @@ mod tests {
                 .map(|u| TableId::parse(u).unwrap())
                 .collect(),
             panics,
+            sleep: Duration::ZERO,
         })
+    }
+
+    async fn context() -> (tempfile::TempDir, StepContext) {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::resolve("lake", dir.path()).unwrap();
+        let ctx = StepContext {
+            catalog: LakeCatalog::load(lake.clone()).await.unwrap(),
+            lake,
+            run_id: "r1".into(),
+            full_refresh: false,
+            faults: Faults::default(),
+        };
+        (dir, ctx)
+    }
+
+    fn outcome(summary: &RunSummary, table: &str) -> (StepStatus, String) {
+        let s = summary.steps.iter().find(|s| s.table.to_string() == table);
+        let s = s.unwrap_or_else(|| panic!("{table} is not in the summary"));
+        (s.status, s.error.clone().unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn fail_fast_starts_no_step_after_a_failure() {
+        let pipeline = Pipeline::new(vec![
+            fake("bronze.a", &[], true),
+            fake("bronze.b", &[], false),
+            fake("silver.b", &["bronze.b"], false),
+        ])
+        .unwrap();
+        let config = RunConfig {
+            parallelism: 1,
+            fail_fast: true,
+            ..RunConfig::default()
+        };
+        let (_dir, ctx) = context().await;
+        let summary = run(&pipeline, None, &config, ctx, Arc::new(Silent)).await;
+        assert_eq!(summary.steps.len(), 3, "every step is in the summary");
+        assert_eq!(outcome(&summary, "bronze.a").0, StepStatus::Failed);
+        for t in ["bronze.b", "silver.b"] {
+            assert_eq!(
+                outcome(&summary, t),
+                (
+                    StepStatus::Skipped,
+                    "not started: bronze.a failed (--fail-fast)".to_string()
+                )
+            );
+        }
+
+        // Without it, the independent branch runs.
+        let (_dir, ctx) = context().await;
+        let config = RunConfig {
+            parallelism: 1,
+            ..RunConfig::default()
+        };
+        let summary = run(&pipeline, None, &config, ctx, Arc::new(Silent)).await;
+        assert_eq!(outcome(&summary, "silver.b").0, StepStatus::Succeeded);
+    }
+
+    #[tokio::test]
+    async fn an_entry_timeout_overrides_the_run_timeout() {
+        let slow = |t: &str| -> Arc<dyn Step> {
+            Arc::new(Fake {
+                table: TableId::parse(t).unwrap(),
+                upstreams: Vec::new(),
+                panics: false,
+                sleep: Duration::from_millis(300),
+            })
+        };
+        let pipeline = Pipeline::new(vec![slow("bronze.a"), slow("bronze.b")]).unwrap();
+        let mut config = RunConfig::default();
+        config.steps.insert(
+            TableId::parse("bronze.a").unwrap(),
+            crate::config::StepOptions {
+                timeout: Some(Duration::from_millis(20)),
+                ..Default::default()
+            },
+        );
+        let (_dir, ctx) = context().await;
+        let summary = run(&pipeline, None, &config, ctx, Arc::new(Silent)).await;
+        assert_eq!(
+            outcome(&summary, "bronze.a"),
+            (StepStatus::Failed, "timed out after 20ms".to_string())
+        );
+        assert_eq!(outcome(&summary, "bronze.b").0, StepStatus::Succeeded);
     }
 
     #[tokio::test]

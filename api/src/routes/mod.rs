@@ -7,6 +7,7 @@ mod catalog;
 mod query;
 mod rows;
 mod runs;
+mod schedules;
 mod system;
 
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -33,7 +34,7 @@ use crate::error::{ApiError, ErrorBody};
         (name = "accounts", description = "Signup, login, accounts and API keys"),
         (name = "tables", description = "The catalog, table details, rows and appends"),
         (name = "sql", description = "Read-only SQL"),
-        (name = "runs", description = "Run history and starting runs"),
+        (name = "runs", description = "Run history, starting runs, schedules"),
     )
 )]
 struct ApiDoc;
@@ -73,6 +74,8 @@ pub(crate) fn all() -> OpenApiRouter<Gateway> {
         .routes(routes!(query::query))
         .routes(routes!(runs::list, runs::start))
         .routes(routes!(runs::get))
+        .routes(routes!(schedules::list))
+        .routes(routes!(schedules::change))
         .routes(routes!(system::openapi))
 }
 

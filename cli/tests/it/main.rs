@@ -38,4 +38,5 @@ mod incremental;
 mod kit;
 mod loads;
 mod recovery;
+mod schedules;
 mod serve;

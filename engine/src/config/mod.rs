@@ -6,6 +6,7 @@
 mod audit;
 mod medallion;
 mod raw;
+mod schedule;
 mod types;
 
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ pub use medallion::{
     Action, BronzeConfig, ConfigExpr, CsvOptions, Expectation, FileFormat, GoldConfig, History,
     Incremental, OnError, SCD2_COLUMNS, SilverConfig, SilverInput, SourceConfig, Strategy,
 };
+pub use schedule::{CatchUp, ScheduleConfig, StepOptions};
 pub use types::{ColumnType, parse_column_type};
 
 use crate::error::{EngineError, Result};
@@ -56,6 +58,8 @@ pub struct Project {
     pub silver: Vec<SilverConfig>,
     /// Gold models.
     pub gold: Vec<GoldConfig>,
+    /// `[[schedule]]` entries, run by `assay serve`.
+    pub schedules: Vec<ScheduleConfig>,
 }
 
 /// How the runner runs steps.
@@ -69,6 +73,46 @@ pub struct RunConfig {
     pub retry_backoff: Duration,
     /// A step that takes longer fails (default: 30m).
     pub step_timeout: Duration,
+    /// Once a step fails, start no other step (`--fail-fast`); the steps not started are
+    /// `skipped`.
+    pub fail_fast: bool,
+    /// Per-table overrides of `retries`, `retry_backoff` and `step_timeout`, and tags.
+    pub steps: std::collections::BTreeMap<TableId, StepOptions>,
+}
+
+impl RunConfig {
+    /// Retries of `table`'s step: its entry's `retries`, else `[run] retries`.
+    pub fn retries_of(&self, table: &TableId) -> u32 {
+        self.steps
+            .get(table)
+            .and_then(|o| o.retries)
+            .unwrap_or(self.retries)
+    }
+
+    /// Wait before the first retry of `table`'s step.
+    pub fn retry_backoff_of(&self, table: &TableId) -> Duration {
+        self.steps
+            .get(table)
+            .and_then(|o| o.retry_backoff)
+            .unwrap_or(self.retry_backoff)
+    }
+
+    /// How long `table`'s step may take.
+    pub fn timeout_of(&self, table: &TableId) -> Duration {
+        self.steps
+            .get(table)
+            .and_then(|o| o.timeout)
+            .unwrap_or(self.step_timeout)
+    }
+
+    /// Each table's tags (tables without tags left out).
+    pub fn tags(&self) -> std::collections::HashMap<TableId, std::collections::BTreeSet<String>> {
+        self.steps
+            .iter()
+            .filter(|(_, o)| !o.tags.is_empty())
+            .map(|(t, o)| (t.clone(), o.tags.clone()))
+            .collect()
+    }
 }
 
 impl Default for RunConfig {
@@ -78,6 +122,8 @@ impl Default for RunConfig {
             retries: 2,
             retry_backoff: Duration::from_secs(1),
             step_timeout: Duration::from_secs(30 * 60),
+            fail_fast: false,
+            steps: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -389,7 +435,7 @@ impl Validator<'_> {
                 .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
                 .unwrap_or_else(|| "assay".into())
         });
-        let run = self.run(raw.run)?;
+        let mut run = self.run(raw.run)?;
         let mut serve = ServeConfig::default();
         if let Some(addr) = raw.serve.flight_addr {
             serve.flight_addr = addr;
@@ -457,15 +503,30 @@ impl Validator<'_> {
             .map(Spanned::into_inner)
             .unwrap_or_else(|| "./lakehouse".into());
         let mut seen = std::collections::HashSet::new();
+        let mut options = |layer: Layer, name: &str, opts: StepOptions| {
+            if opts != StepOptions::default() {
+                run.steps.insert(TableId::new(layer, name), opts);
+            }
+        };
         let mut bronze = Vec::new();
-        for (i, b) in raw.bronze.into_iter().enumerate() {
+        for (i, mut b) in raw.bronze.into_iter().enumerate() {
+            let opts = self.step_options(b.take_options(), &format!("bronze[{i}]"))?;
+            options(Layer::Bronze, b.name.get_ref(), opts);
             bronze.push(self.bronze(i, b, &mut seen)?);
         }
         let mut silver = Vec::new();
-        for (i, s) in raw.silver.into_iter().enumerate() {
+        for (i, mut s) in raw.silver.into_iter().enumerate() {
+            let opts = self.step_options(s.take_options(), &format!("silver[{i}]"))?;
+            options(Layer::Silver, s.name.get_ref(), opts);
             silver.push(self.silver(i, s, &mut seen)?);
         }
-        let gold = self.gold(raw.gold, &mut seen)?;
+        let mut raw_gold = raw.gold;
+        for (i, g) in raw_gold.iter_mut().enumerate() {
+            let opts = self.step_options(g.take_options(), &format!("gold[{i}]"))?;
+            options(Layer::Gold, g.name.get_ref(), opts);
+        }
+        let gold = self.gold(raw_gold, &mut seen)?;
+        let schedules = self.schedules(raw.schedule)?;
         Ok(Project {
             name,
             dir: self.dir.to_path_buf(),
@@ -480,6 +541,7 @@ impl Validator<'_> {
             bronze,
             silver,
             gold,
+            schedules,
         })
     }
 

@@ -31,6 +31,36 @@ pub(crate) struct RawProject {
     pub(crate) silver: Vec<RawSilver>,
     #[serde(default)]
     pub(crate) gold: Vec<RawGold>,
+    #[serde(default)]
+    pub(crate) schedule: Vec<RawSchedule>,
+}
+
+/// `tags`, `retries`, `retry_backoff` and `timeout` of a bronze, silver or gold entry.
+#[derive(Debug)]
+pub(crate) struct RawStepOptions {
+    pub(crate) tags: Spanned<Vec<String>>,
+    pub(crate) retries: Option<u32>,
+    pub(crate) retry_backoff: Option<Spanned<String>>,
+    pub(crate) timeout: Option<Spanned<String>>,
+}
+
+/// A `[[schedule]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSchedule {
+    pub(crate) name: Spanned<String>,
+    pub(crate) cron: Spanned<String>,
+    pub(crate) timezone: Option<Spanned<String>>,
+    pub(crate) select: Option<Spanned<String>>,
+    pub(crate) exclude: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) full_refresh: bool,
+    #[serde(default)]
+    pub(crate) catch_up: super::CatchUp,
+}
+
+fn no_tags() -> Spanned<Vec<String>> {
+    Spanned::new(0..0, Vec::new())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -92,6 +122,11 @@ pub(crate) struct RawBronze {
     pub(crate) source: RawSource,
     #[serde(default)]
     pub(crate) on_error: super::OnError,
+    #[serde(default = "no_tags")]
+    pub(crate) tags: Spanned<Vec<String>>,
+    pub(crate) retries: Option<u32>,
+    pub(crate) retry_backoff: Option<Spanned<String>>,
+    pub(crate) timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,6 +159,11 @@ pub(crate) struct RawSilver {
     pub(crate) on_violation: super::Action,
     pub(crate) apply_as_deletes: Option<Spanned<String>>,
     pub(crate) history: Option<Spanned<super::History>>,
+    #[serde(default = "no_tags")]
+    pub(crate) tags: Spanned<Vec<String>>,
+    pub(crate) retries: Option<u32>,
+    pub(crate) retry_backoff: Option<Spanned<String>>,
+    pub(crate) timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,6 +199,11 @@ pub(crate) struct RawGold {
     pub(crate) relationships: Option<Spanned<IndexMap<String, String>>>,
     pub(crate) row_count: Option<Spanned<RawRowCount>>,
     pub(crate) freshness: Option<Spanned<toml::Value>>,
+    #[serde(default = "no_tags")]
+    pub(crate) tags: Spanned<Vec<String>>,
+    pub(crate) retries: Option<u32>,
+    pub(crate) retry_backoff: Option<Spanned<String>>,
+    pub(crate) timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -257,3 +302,21 @@ pub(crate) struct RawOidc {
     pub(crate) default_role: Option<crate::identity::Role>,
     pub(crate) jwks_ttl: Option<Spanned<String>>,
 }
+
+macro_rules! step_options {
+    ($($raw:ty),*) => {$(
+        impl $raw {
+            /// Moves the entry's run options out.
+            pub(crate) fn take_options(&mut self) -> RawStepOptions {
+                RawStepOptions {
+                    tags: std::mem::replace(&mut self.tags, no_tags()),
+                    retries: self.retries.take(),
+                    retry_backoff: self.retry_backoff.take(),
+                    timeout: self.timeout.take(),
+                }
+            }
+        }
+    )*};
+}
+
+step_options!(RawBronze, RawSilver, RawGold);

@@ -671,3 +671,134 @@ fn random_project_files_never_panic_the_parser() {
     })
     .unwrap();
 }
+
+#[test]
+fn schedules_and_entry_options() {
+    let dir = project_dir();
+    let p = load(
+        dir.path(),
+        r#"
+[[bronze]]
+name = "orders"
+source = { kind = "files", path = "data/*.csv" }
+tags = ["nightly", "raw"]
+retries = 0
+timeout = "5m"
+
+[[gold]]
+name = "kpis"
+retry_backoff = "10s"
+
+[[schedule]]
+name = "nightly"
+cron = "0 30 2 * * *"
+timezone = "Europe/Madrid"
+select = "silver+"
+exclude = "tag:raw"
+
+[[schedule]]
+name = "hourly"
+cron = "15 * * * *"
+catch_up = "skip"
+full_refresh = true
+"#,
+    )
+    .unwrap();
+    let orders = TableId::new(Layer::Bronze, "orders");
+    let kpis = TableId::new(Layer::Gold, "kpis");
+    assert_eq!(p.run.retries_of(&orders), 0);
+    assert_eq!(p.run.timeout_of(&orders), Duration::from_secs(300));
+    assert_eq!(p.run.retry_backoff_of(&orders), p.run.retry_backoff);
+    assert_eq!(p.run.retry_backoff_of(&kpis), Duration::from_secs(10));
+    assert_eq!(p.run.retries_of(&kpis), p.run.retries);
+    assert_eq!(
+        p.run.tags()[&orders].iter().collect::<Vec<_>>(),
+        ["nightly", "raw"]
+    );
+
+    let [nightly, hourly] = &p.schedules[..] else {
+        panic!("two schedules: {:?}", p.schedules);
+    };
+    assert_eq!(nightly.timezone, chrono_tz::Europe::Madrid);
+    assert_eq!(nightly.catch_up, CatchUp::Once, "the default");
+    assert_eq!(nightly.select.as_deref(), Some("silver+"));
+    assert_eq!(nightly.exclude.as_deref(), Some("tag:raw"));
+    assert!(!nightly.full_refresh);
+    assert_eq!(nightly.line, 14);
+    // 02:30 Madrid is 01:30 UTC in winter and 00:30 UTC in summer; the last Sunday of
+    // March 2027 (the 28th) springs forward at 02:00, so 02:30 does not exist that day.
+    let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+    let ticks: Vec<String> = nightly
+        .ticks_after(at("2027-03-26T12:00:00Z"), 4)
+        .iter()
+        .map(|t| t.to_rfc3339())
+        .collect();
+    assert_eq!(ticks[0], "2027-03-27T02:30:00+01:00");
+    assert_eq!(ticks[1], "2027-03-28T03:00:00+02:00", "after the gap");
+    assert_eq!(ticks[2], "2027-03-29T02:30:00+02:00");
+    // 2027-10-31 falls back at 03:00: 02:30 happens twice and fires once.
+    let ticks: Vec<String> = nightly
+        .ticks_after(at("2027-10-30T12:00:00Z"), 2)
+        .iter()
+        .map(|t| t.to_rfc3339())
+        .collect();
+    assert_eq!(
+        ticks,
+        ["2027-10-31T02:30:00+02:00", "2027-11-01T02:30:00+01:00"]
+    );
+    assert_eq!(
+        nightly.next_after(at("2026-12-06T01:30:00Z")),
+        Some(at("2026-12-07T01:30:00Z")),
+        "strictly after"
+    );
+    assert_eq!(hourly.catch_up, CatchUp::Skip);
+    assert!(hourly.full_refresh);
+    assert_eq!(hourly.timezone, chrono_tz::UTC);
+    assert_eq!(
+        hourly.next_after(at("2026-12-06T10:20:00Z")),
+        Some(at("2026-12-06T11:15:00Z")),
+        "five fields: minute first"
+    );
+}
+
+#[test]
+fn bad_schedules_name_the_key_and_line() {
+    let dir = project_dir();
+    let cases = [
+        (
+            "cron = \"0 30 2 * *  * *\"",
+            "line 4: `schedule.cron`: `0 30 2 * *  * *` has 7 fields",
+        ),
+        (
+            "cron = \"61 * * * *\"",
+            "line 4: `schedule.cron`: `61 * * * *`:",
+        ),
+        (
+            "cron = \"0 2 * * *\"\ntimezone = \"Mars/Olympus\"",
+            "line 5: `schedule.timezone`: `Mars/Olympus` is not an IANA time zone name",
+        ),
+        (
+            "cron = \"0 2 * * *\"\ncatch_up = \"all\"",
+            "unknown variant `all`, expected `once` or `skip`",
+        ),
+        (
+            "cron = \"0 2 * * *\"\n[[schedule]]\nname = \"a\"\ncron = \"0 3 * * *\"",
+            "line 6: `schedule.name`: schedule `a` is defined twice",
+        ),
+    ];
+    for (body, expected) in cases {
+        let text = format!("\n[[schedule]]\nname = \"a\"\n{body}\n");
+        let err = load(dir.path(), &text).unwrap_err().to_string();
+        assert!(err.contains(expected), "{body}: {err}");
+    }
+    let err = load(
+        dir.path(),
+        "[[gold]]\nname = \"kpis\"\ntags = [\"Not Valid\"]\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("line 3: `gold[0].tags`: `Not Valid` is not a valid tag"),
+        "{err}"
+    );
+}

@@ -11,6 +11,7 @@ mod catalog;
 pub mod error;
 mod rows;
 mod runs;
+mod schedules;
 mod versions;
 
 use datafusion::prelude::SessionConfig;
@@ -31,6 +32,7 @@ pub use catalog::{ColumnInfo, Commit, TableDetail, TableSummary};
 pub use error::{Result, ServiceError};
 pub use rows::{Filter, FilterOp, Order, RowsRequest, decode_rows};
 pub use runs::{RunDetail, RunList, RunRecord, RunsFilter};
+pub use schedules::{ScheduleInfo, Schedules};
 pub use versions::Versions;
 
 use crate::auth::{AccessPolicy, Action, Principal, Role, authorize};
@@ -139,6 +141,11 @@ pub trait LakeService: Send + Sync + std::fmt::Debug {
         select: Option<&str>,
         full_refresh: bool,
     ) -> Result<Running>;
+    /// The project's schedules with their state.
+    async fn schedules(&self, p: &Principal) -> Result<Vec<ScheduleInfo>>;
+    /// Pauses (`true`) or resumes a schedule, for every server of the lake.
+    async fn pause_schedule(&self, p: &Principal, name: &str, paused: bool)
+    -> Result<ScheduleInfo>;
     /// Creates an account by the signup policy.
     async fn signup(&self, user: &str, password: &str, client: Option<IpAddr>) -> Result<Account>;
     /// Every account.
@@ -176,6 +183,7 @@ pub struct Core {
     query: QueryService,
     policy: Arc<AccessPolicy>,
     launcher: Option<Launcher>,
+    schedules: Option<Schedules>,
     versions: Arc<Versions>,
 }
 
@@ -188,6 +196,7 @@ impl Core {
             query,
             policy,
             launcher: None,
+            schedules: None,
             versions,
         }
     }
@@ -196,6 +205,18 @@ impl Core {
     pub fn with_launcher(mut self, launcher: Launcher) -> Self {
         self.launcher = Some(launcher);
         self
+    }
+
+    /// Lets [`LakeService::schedules`] show and pause `schedules`.
+    pub fn with_schedules(mut self, schedules: Schedules) -> Self {
+        self.schedules = Some(schedules);
+        self
+    }
+
+    fn schedule_book(&self) -> Result<&Schedules> {
+        self.schedules
+            .as_ref()
+            .ok_or_else(|| ServiceError::not_found("this server runs no schedules"))
     }
 
     /// The query service (limits, catalog).
@@ -392,6 +413,26 @@ impl LakeService for Core {
         let run = launcher.start(select, full_refresh, &p.name)?;
         tracing::info!(run_id = %run.run_id, by = %p.name, "run triggered");
         Ok(run)
+    }
+
+    async fn schedules(&self, p: &Principal) -> Result<Vec<ScheduleInfo>> {
+        authorize(p, Action::ReadRuns)?;
+        match &self.schedules {
+            Some(s) => s.list().await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    async fn pause_schedule(
+        &self,
+        p: &Principal,
+        name: &str,
+        paused: bool,
+    ) -> Result<ScheduleInfo> {
+        authorize(p, Action::StartRun)?;
+        self.schedule_book()?
+            .set_paused(name, paused, &p.name)
+            .await
     }
 
     async fn signup(&self, user: &str, password: &str, client: Option<IpAddr>) -> Result<Account> {

@@ -8,7 +8,8 @@ use assay_engine::auth::{Principal, Role};
 use assay_engine::launcher::Running;
 use assay_engine::service::{
     Account, AccountChange, ApiKey, Appended, LakeService, Login, NewApiKey, Query, Result, Rows,
-    RowsRequest, RunDetail, RunList, RunsFilter, ServiceError, TableDetail, TableSummary,
+    RowsRequest, RunDetail, RunList, RunsFilter, ScheduleInfo, ServiceError, TableDetail,
+    TableSummary,
 };
 use assay_engine::{Layer, TableId};
 use datafusion::common::ParamValues;
@@ -99,6 +100,12 @@ impl LakeService for Failing {
         self.fail()
     }
     async fn start_run(&self, _: &Principal, _: Option<&str>, _: bool) -> Result<Running> {
+        self.fail()
+    }
+    async fn schedules(&self, _: &Principal) -> Result<Vec<ScheduleInfo>> {
+        self.fail()
+    }
+    async fn pause_schedule(&self, _: &Principal, _: &str, _: bool) -> Result<ScheduleInfo> {
         self.fail()
     }
     async fn signup(&self, _: &str, _: &str, _: Option<std::net::IpAddr>) -> Result<Account> {

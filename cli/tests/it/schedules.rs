@@ -1,0 +1,225 @@
+//! Selections by tag and exclusion, `--fail-fast`, `[[schedule]]` entries, `assay schedule`,
+//! and two `assay serve` processes on one lake firing each tick once.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::kit::Fixture;
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+const NIGHTLY: &str = r#"
+[[schedule]]
+name = "nightly"
+cron = "0 30 2 * * *"
+timezone = "Europe/Madrid"
+select = "silver+"
+"#;
+
+#[test]
+fn assay_schedule_prints_next_fire_times_and_a_bad_selection_names_its_line() {
+    let f = Fixture::example();
+    let toml = std::fs::read_to_string(f.path().join("assay.toml")).unwrap();
+    f.write("assay.toml", &format!("{toml}{NIGHTLY}"));
+    let out = f.assay(&["schedule", "--count", "2"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    for expected in [
+        "nightly",
+        "0 30 2 * * *",
+        "Europe/Madrid",
+        "silver+",
+        "once",
+    ] {
+        assert!(text.contains(expected), "{expected} in\n{text}");
+    }
+    let fires = text.matches("T02:30:00+0").count();
+    assert_eq!(fires, 2, "two fire times at 02:30 Madrid time:\n{text}");
+
+    let line = toml.lines().count() + 3;
+    let bad = NIGHTLY.replace("silver+", "gold.nope");
+    f.write("assay.toml", &format!("{toml}{bad}"));
+    let out = f.assay(&["ls"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!(
+            "line {line}: schedule `nightly`: selection `gold.nope` matches no step"
+        )),
+        "{}",
+        stderr(&out)
+    );
+}
+
+const TAGGED: &str = r#"
+[run]
+parallelism = 1
+
+[[bronze]]
+name = "a"
+source = { kind = "files", path = "data/a/*.csv" }
+tags = ["first"]
+
+[[bronze]]
+name = "b"
+source = { kind = "files", path = "data/b/*.csv" }
+tags = ["first", "slow"]
+
+[[bronze]]
+name = "c"
+source = { kind = "files", path = "data/c/*.csv" }
+"#;
+
+#[tokio::test]
+async fn select_by_tag_exclude_and_fail_fast() {
+    let f = Fixture::with_config(TAGGED);
+    for t in ["a", "b", "c"] {
+        f.write(&format!("data/{t}/1.csv"), "id\n1\n");
+    }
+    f.run_ok(&["--select", "tag:first", "--exclude", "tag:slow"]);
+    assert_eq!(f.version("bronze.a").await, Some(0));
+    assert_eq!(f.version("bronze.b").await, None, "excluded");
+    assert_eq!(f.version("bronze.c").await, None, "not tagged");
+
+    let out = f.assay(&["run", "--select", "tag:nope"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("selection `tag:nope` matches no step"),
+        "{}",
+        stderr(&out)
+    );
+
+    // bronze.a runs first (same layer: by name) and fails; --fail-fast starts nothing else.
+    f.write("data/a/2.csv", "id\n2,broken\n");
+    let out = f.assay(&["run", "--fail-fast"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("failed bronze.a"), "{err}");
+    for t in ["bronze.b", "bronze.c"] {
+        assert!(
+            err.contains(&format!(
+                "skipped {t}: not started: bronze.a failed (--fail-fast)"
+            )),
+            "{err}"
+        );
+    }
+    assert_eq!(f.version("bronze.b").await, None);
+    // Without it, the independent steps run.
+    let out = f.assay(&["run"]);
+    assert!(!out.status.success());
+    assert_eq!(f.version("bronze.b").await, Some(0));
+    assert_eq!(f.version("bronze.c").await, Some(0));
+}
+
+/// A running `assay serve` of the fixture on free ports, with the bootstrap admin.
+fn start_serve(f: &Fixture) -> assay_testkit::Served {
+    let mut cmd = f.command(&["serve"]);
+    cmd.env_remove("REDIS_URL")
+        .env("ASSAY_ADMIN_USER", "root")
+        .env("ASSAY_ADMIN_PASSWORD", "pw-123456")
+        .stderr(Stdio::null());
+    assay_testkit::serve(cmd)
+}
+
+fn bearer(port: u16) -> String {
+    let (status, body) = assay_testkit::http_with_body(
+        port,
+        "POST",
+        "/api/v1/login",
+        &[("Content-Type", "application/json")],
+        r#"{"username":"root","password":"pw-123456"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let login: serde_json::Value = serde_json::from_str(&body).unwrap();
+    format!("Bearer {}", login["token"].as_str().unwrap())
+}
+
+fn schedules(port: u16, bearer: &str) -> serde_json::Value {
+    let (status, body) = assay_testkit::http(
+        port,
+        "GET",
+        "/api/v1/schedules",
+        &[("Authorization", bearer)],
+    );
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[tokio::test]
+async fn two_servers_on_one_lake_run_each_tick_once_and_share_pauses() {
+    let f = Fixture::example();
+    f.run_ok(&[]);
+    let toml = std::fs::read_to_string(f.path().join("assay.toml")).unwrap();
+    f.write(
+        "assay.toml",
+        &format!(
+            "{toml}\n[[schedule]]\nname = \"often\"\ncron = \"*/3 * * * * *\"\nselect = \"gold\"\n"
+        ),
+    );
+    let runs_before = f
+        .count("(SELECT * FROM _system.runs WHERE kind = 'run')")
+        .await;
+    let (a, b) = (start_serve(&f), start_serve(&f));
+    let (bearer_a, bearer_b) = (bearer(a.port), bearer(b.port));
+    tokio::time::sleep(Duration::from_secs(8)).await;
+
+    // Pause through one server: the other sees it, from the lake.
+    let (status, body) = assay_testkit::http_with_body(
+        a.port,
+        "PATCH",
+        "/api/v1/schedules/often",
+        &[
+            ("Authorization", &bearer_a),
+            ("Content-Type", "application/json"),
+        ],
+        r#"{"paused": true}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let seen_by_b = schedules(b.port, &bearer_b);
+    assert_eq!(seen_by_b[0]["paused"], true, "{seen_by_b}");
+    assert_eq!(seen_by_b[0]["paused_by"], "root");
+    assert!(seen_by_b[0]["next_fire_at"].is_string(), "{seen_by_b}");
+    // Let a run that started before the pause end.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        schedules(a.port, &bearer_a)[0]["last"],
+        schedules(b.port, &bearer_b)[0]["last"],
+        "one record of the last tick"
+    );
+    let (status, _) = assay_testkit::http_with_body(
+        a.port,
+        "PATCH",
+        "/api/v1/schedules/nope",
+        &[
+            ("Authorization", &bearer_a),
+            ("Content-Type", "application/json"),
+        ],
+        r#"{"paused": false}"#,
+    );
+    assert_eq!(status, 404);
+    assert!(a.stop().success());
+    assert!(b.stop().success());
+
+    let dir = f.path().join("lakehouse/_scheduler/ticks/often");
+    let claims: Vec<serde_json::Value> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())
+        .collect();
+    let runs = f
+        .count("(SELECT * FROM _system.runs WHERE kind = 'run')")
+        .await
+        - runs_before;
+    let started = claims.iter().filter(|c| c["outcome"] == "started").count();
+    assert!(started >= 2, "ticks run in 8 s: {claims:?}");
+    assert!(
+        claims.iter().any(|c| c["outcome"] == "paused"),
+        "a tick while paused: {claims:?}"
+    );
+    assert_eq!(runs, started as i64, "one run per tick across both servers");
+    let by: std::collections::BTreeSet<&str> = claims
+        .iter()
+        .map(|c| c["claimed_by"].as_str().unwrap())
+        .collect();
+    assert!(!by.is_empty() && by.len() <= 2, "{by:?}");
+}
