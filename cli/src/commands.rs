@@ -30,6 +30,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode> {
             select,
             exclude,
             fail_fast,
+            output,
             full_refresh,
             inject_fault,
         } => {
@@ -37,6 +38,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 select: select.as_deref(),
                 exclude: exclude.as_deref(),
                 fail_fast,
+                json: output == crate::OutputFormat::Json,
                 full_refresh,
                 faults: inject_fault,
             };
@@ -83,11 +85,15 @@ fn build_pipeline(project: &Project) -> Result<Pipeline> {
     Ok(pipeline)
 }
 
+/// The longest `assay run` waits at its end for alerts still being sent.
+const ALERT_FLUSH: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What `assay run` was asked for.
 struct RunOptions<'a> {
     select: Option<&'a str>,
     exclude: Option<&'a str>,
     fail_fast: bool,
+    json: bool,
     full_refresh: bool,
     faults: Vec<String>,
 }
@@ -116,15 +122,25 @@ async fn run(
     let observer = Arc::new(output::Progress::new());
     let summary = runner::run(pipeline, selection.as_ref(), &config, ctx, observer.clone()).await;
     observer.done();
-    println!("{}", output::summary_table(&summary));
+    if opts.json {
+        println!("{}", output::run_report(&summary));
+    } else {
+        println!("{}", output::summary_table(&summary));
+    }
     for s in &summary.steps {
         if let Some(e) = &s.error {
             eprintln!("{} {}: {e}", s.status.as_str(), s.table);
         }
     }
-    history::record(&lake, &summary)
-        .await
-        .context("recording the run in _system.runs")?;
+    let (alerter, delivery) =
+        assay_engine::alerts::Alerter::start(project.alerts.clone(), &project.name);
+    alerter.notify(&summary, "cli");
+    drop(alerter);
+    let recorded = history::record(&lake, &summary).await;
+    // Alerts go out while the run is recorded; a webhook that never answers holds the exit
+    // back by its timeouts and retries, at most this long.
+    delivery.flush(ALERT_FLUSH).await;
+    recorded.context("recording the run in _system.runs")?;
     Ok(if summary.succeeded() {
         ExitCode::SUCCESS
     } else {

@@ -20,8 +20,29 @@ pub(crate) struct Cli {
     /// Lake root URL or path; overrides `[lake] root` of the project.
     #[arg(long, global = true, env = "ASSAY_LAKE")]
     pub(crate) lake: Option<String>,
+    /// Log lines on stderr as text or as one JSON object each.
+    #[arg(long, global = true, env = "ASSAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
     #[command(subcommand)]
     pub(crate) command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (timestamp, level, target, fields, spans).
+    Json,
+}
+
+/// How `assay run` reports the run on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum OutputFormat {
+    /// A summary table.
+    Table,
+    /// The run report as one JSON document.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -37,6 +58,9 @@ pub(crate) enum Command {
         /// Once a step fails, start no other step.
         #[arg(long)]
         fail_fast: bool,
+        /// The report on stdout: a summary table, or one JSON document.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
         /// Rebuild the selected tables from scratch, each replaced in one commit.
         #[arg(long)]
         full_refresh: bool,
@@ -74,13 +98,16 @@ pub(crate) enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ASSAY_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().with_current_span(true).init(),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -98,6 +98,43 @@ pub(crate) fn summary_table(summary: &RunSummary) -> Table {
     t
 }
 
+/// The run report of `assay run --output json`: the run, then each step in the order
+/// steps finished.
+pub(crate) fn run_report(summary: &RunSummary) -> serde_json::Value {
+    let ms = |a: chrono::DateTime<chrono::Utc>, b: chrono::DateTime<chrono::Utc>| {
+        (b - a).num_milliseconds()
+    };
+    let steps: Vec<serde_json::Value> = summary
+        .steps
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "table": s.table.to_string(),
+                "layer": s.table.layer.to_string(),
+                "status": s.status.as_str(),
+                "started_at": s.started_at.to_rfc3339(),
+                "ended_at": s.ended_at.to_rfc3339(),
+                "duration_ms": ms(s.started_at, s.ended_at),
+                "attempts": s.attempts,
+                "rows_in": s.report.rows_in,
+                "rows_written": s.report.rows_written,
+                "rows_rejected": s.report.rows_rejected,
+                "version": s.report.version,
+                "error": s.error,
+                "expectations": s.report.expectations,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "run_id": summary.run_id,
+        "status": if summary.succeeded() { "succeeded" } else { "failed" },
+        "started_at": summary.started_at.to_rfc3339(),
+        "ended_at": summary.ended_at.to_rfc3339(),
+        "duration_ms": ms(summary.started_at, summary.ended_at),
+        "steps": steps,
+    })
+}
+
 /// The DAG: table, layer, upstream tables, in run order.
 pub(crate) fn dag_table(pipeline: &Pipeline) -> Table {
     let mut t = Table::new();

@@ -41,7 +41,9 @@ pub(crate) async fn serve(
         .with_context(|| format!("opening lake {}", lake.root()))?;
     let query = QueryService::new(catalog, project.query.clone())?;
     let max_rows = query.limits().max_rows.unwrap_or(10_000);
-    let launcher = Launcher::new(pipeline, project.run.clone(), lake.clone());
+    let (alerter, _delivery) =
+        assay_engine::alerts::Alerter::start(project.alerts.clone(), &project.name);
+    let launcher = Launcher::new(pipeline, project.run.clone(), lake.clone()).with_alerter(alerter);
     let tick_store = ScheduleStore::new(&lake)?;
     let scheduler = Scheduler::new(
         project.schedules.clone(),

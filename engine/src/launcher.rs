@@ -53,6 +53,7 @@ pub struct Launcher {
     config: RunConfig,
     lake: Lake,
     running: Arc<Mutex<Option<Running>>>,
+    alerter: Option<crate::alerts::Alerter>,
 }
 
 impl std::fmt::Debug for Launcher {
@@ -90,7 +91,15 @@ impl Launcher {
             config,
             lake,
             running: Arc::new(Mutex::new(None)),
+            alerter: None,
         }
+    }
+
+    /// Tells `alerter` about every run this launcher finishes.
+    #[must_use]
+    pub fn with_alerter(mut self, alerter: crate::alerts::Alerter) -> Self {
+        self.alerter = Some(alerter);
+        self
     }
 
     /// The run in progress, if any.
@@ -146,8 +155,9 @@ impl Launcher {
         drop(slot);
         let this = self.clone();
         let run_id = run.run_id.clone();
+        let by = by.to_string();
         tokio::spawn(async move {
-            let outcome = this.execute(&run_id, selection, full_refresh).await;
+            let outcome = this.execute(&run_id, selection, full_refresh, &by).await;
             if let Err(e) = outcome {
                 tracing::error!(run_id = %run_id, error = %e, "run failed to start or record");
             }
@@ -163,6 +173,7 @@ impl Launcher {
         run_id: &str,
         selection: Option<std::collections::BTreeSet<TableId>>,
         full_refresh: bool,
+        by: &str,
     ) -> crate::Result<()> {
         let catalog = LakeCatalog::load(self.lake.clone()).await?;
         let ctx = StepContext {
@@ -182,7 +193,11 @@ impl Launcher {
         )
         .await;
         tracing::info!(run_id, succeeded = summary.succeeded(), "run finished");
-        history::record(&self.lake, &summary).await
+        let recorded = history::record(&self.lake, &summary).await;
+        if let Some(alerter) = &self.alerter {
+            alerter.notify(&summary, by);
+        }
+        recorded
     }
 }
 

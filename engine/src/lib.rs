@@ -13,7 +13,8 @@
 //! - [`stream`]: a step's inputs, one streamed incrementally and the others whole;
 //! - [`history`]: `_system.runs` and `_system.expectations`; [`launcher`]: runs a server
 //!   starts in the background (`POST /runs`); [`scheduler`]: the `[[schedule]]` ticks
-//!   `assay serve` fires, each claimed once across replicas through the lake;
+//!   `assay serve` fires, each claimed once across replicas through the lake; [`alerts`]:
+//!   `[[alert]]` webhooks told about finished runs, in the background;
 //! - [`service`]: the serving core ([`service::LakeService`]) every server is a thin
 //!   adapter over: one authorization ([`auth::authorize`]), one error kind per failure;
 //! - [`identity`]: roles, principals and secrets (plain values); [`auth`]: passwords, JWTs,
@@ -25,6 +26,7 @@
 //! puts them in a [`dag::Pipeline`] (upstreams come from the SQL's table references) and
 //! [`runner::run`] executes it, then [`history::record`] writes the run.
 
+pub mod alerts;
 pub mod auth;
 pub mod config;
 pub mod dag;

@@ -223,3 +223,125 @@ async fn two_servers_on_one_lake_run_each_tick_once_and_share_pauses() {
         .collect();
     assert!(!by.is_empty() && by.len() <= 2, "{by:?}");
 }
+
+#[test]
+fn run_reports_as_json_and_logs_as_json_lines() {
+    let f = Fixture::with_config(TAGGED);
+    for t in ["a", "b", "c"] {
+        f.write(&format!("data/{t}/1.csv"), "id\n1\n2\n");
+    }
+    f.write("data/c/2.csv", "id\n3,broken\n");
+    let out = f
+        .command(&["run", "--output", "json", "--log-format", "json"])
+        .env("ASSAY_LOG", "info")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "bronze.c fails");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(report["status"], "failed");
+    assert!(report["run_id"].as_str().unwrap().len() == 36);
+    let steps = report["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 3);
+    let a = steps.iter().find(|s| s["table"] == "bronze.a").unwrap();
+    assert_eq!(
+        (&a["layer"], &a["status"], &a["rows_written"], &a["version"]),
+        (
+            &serde_json::json!("bronze"),
+            &serde_json::json!("succeeded"),
+            &serde_json::json!(2),
+            &serde_json::json!(0)
+        )
+    );
+    let c = steps.iter().find(|s| s["table"] == "bronze.c").unwrap();
+    assert_eq!(c["status"], "failed");
+    assert!(
+        c["error"]
+            .as_str()
+            .unwrap()
+            .contains("line 2: expected 1 fields, found 2"),
+        "{c}"
+    );
+    // Every log line on stderr is a JSON object; the plain error lines follow them.
+    let err = String::from_utf8_lossy(&out.stderr);
+    let logs: Vec<serde_json::Value> = err
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        logs.iter()
+            .any(|l| l["level"] == "INFO" && l["fields"]["message"].is_string()),
+        "{err}"
+    );
+}
+
+/// A real HTTP receiver on a free port: answers 503 first, then 200; returns its URL and
+/// the bodies it got.
+fn webhook() -> (String, std::sync::mpsc::Receiver<serde_json::Value>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for (n, conn) in listener.incoming().enumerate() {
+            let mut conn = conn.unwrap();
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if let Some(v) = line.to_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let status = if n == 0 { "503 Busy" } else { "200 OK" };
+            write!(
+                conn,
+                "HTTP/1.1 {status}\r\nRetry-After: 0\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            let _ = tx.send(serde_json::from_slice(&body).unwrap());
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn a_failed_run_alerts_its_webhook_with_retries() {
+    let (url, bodies) = webhook();
+    let f = Fixture::with_config(&format!(
+        "{TAGGED}\n[[alert]]\nname = \"oncall\"\nurl = \"{url}\"\nbackoff = \"10ms\"\n"
+    ));
+    for t in ["a", "b", "c"] {
+        f.write(&format!("data/{t}/1.csv"), "id\n1\n");
+    }
+    f.write("data/b/2.csv", "id\n3,broken\n");
+    let out = f.assay(&["run"]);
+    assert!(!out.status.success());
+    let wait = Duration::from_secs(10);
+    let first = bodies.recv_timeout(wait).expect("the refused attempt");
+    let second = bodies.recv_timeout(wait).expect("the retry");
+    assert_eq!(first, second, "the retry sends the same body");
+    assert_eq!(second["event"], "failure");
+    assert_eq!(second["alert"], "oncall");
+    assert_eq!(second["started_by"], "cli");
+    assert_eq!(second["status"], "failed");
+    assert_eq!(second["failed_steps"][0]["table"], "bronze.b");
+    assert!(
+        second["failed_steps"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("expected 1 fields, found 2"),
+        "{second}"
+    );
+    assert!(
+        bodies.recv_timeout(Duration::from_millis(300)).is_err(),
+        "sent once"
+    );
+}

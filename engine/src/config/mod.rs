@@ -3,6 +3,7 @@
 //! Unknown keys, wrong types, missing SQL files and bad globs are errors that name the
 //! key, the file and the line.
 
+mod alert;
 mod audit;
 mod medallion;
 mod raw;
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+pub use alert::{AlertConfig, AlertEvent};
 pub use audit::{Audit, Check};
 pub use medallion::{
     Action, BronzeConfig, ConfigExpr, CsvOptions, Expectation, FileFormat, GoldConfig, History,
@@ -60,6 +62,8 @@ pub struct Project {
     pub gold: Vec<GoldConfig>,
     /// `[[schedule]]` entries, run by `assay serve`.
     pub schedules: Vec<ScheduleConfig>,
+    /// `[[alert]]` webhooks, told about runs.
+    pub alerts: Vec<AlertConfig>,
 }
 
 /// How the runner runs steps.
@@ -527,6 +531,7 @@ impl Validator<'_> {
         }
         let gold = self.gold(raw_gold, &mut seen)?;
         let schedules = self.schedules(raw.schedule)?;
+        let alerts = self.alerts(raw.alert)?;
         Ok(Project {
             name,
             dir: self.dir.to_path_buf(),
@@ -542,6 +547,7 @@ impl Validator<'_> {
             silver,
             gold,
             schedules,
+            alerts,
         })
     }
 

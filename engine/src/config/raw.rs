@@ -33,6 +33,24 @@ pub(crate) struct RawProject {
     pub(crate) gold: Vec<RawGold>,
     #[serde(default)]
     pub(crate) schedule: Vec<RawSchedule>,
+    #[serde(default)]
+    pub(crate) alert: Vec<RawAlert>,
+}
+
+/// An `[[alert]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAlert {
+    pub(crate) name: Option<String>,
+    pub(crate) url: Spanned<String>,
+    pub(crate) on: Option<Vec<super::AlertEvent>>,
+    #[serde(default)]
+    pub(crate) headers: IndexMap<String, String>,
+    #[serde(default)]
+    pub(crate) headers_env: IndexMap<String, String>,
+    pub(crate) retries: Option<u32>,
+    pub(crate) backoff: Option<Spanned<String>>,
+    pub(crate) timeout: Option<Spanned<String>>,
 }
 
 /// `tags`, `retries`, `retry_backoff` and `timeout` of a bronze, silver or gold entry.

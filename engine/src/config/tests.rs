@@ -802,3 +802,57 @@ fn bad_schedules_name_the_key_and_line() {
         "{err}"
     );
 }
+
+#[test]
+fn alerts_are_parsed_and_bad_ones_name_the_key_and_line() {
+    let dir = project_dir();
+    let p = load(
+        dir.path(),
+        r#"
+[[alert]]
+url = "https://hooks.example.com/a"
+headers_env = { "Authorization" = "HOOK_AUTH" }
+
+[[alert]]
+name = "chat"
+url = "http://127.0.0.1:9/x"
+on = ["success", "expectation_failed"]
+retries = 0
+timeout = "2s"
+"#,
+    )
+    .unwrap();
+    let [a, b] = &p.alerts[..] else {
+        panic!("{:?}", p.alerts)
+    };
+    assert_eq!(a.name, "alert-1");
+    assert_eq!(a.on, [AlertEvent::Failure], "the default");
+    assert_eq!((a.retries, a.timeout), (3, Duration::from_secs(10)));
+    assert_eq!(
+        a.headers_env,
+        [("Authorization".to_string(), "HOOK_AUTH".to_string())]
+    );
+    assert_eq!(b.on, [AlertEvent::Success, AlertEvent::ExpectationFailed]);
+    assert_eq!((b.retries, b.timeout), (0, Duration::from_secs(2)));
+
+    for (body, expected) in [
+        (
+            "url = \"ftp://h/x\"",
+            "line 3: `alert.url`: `ftp://h/x` is not an http(s) URL",
+        ),
+        ("url = \"nope\"", "line 3: `alert.url`: `nope` is not a URL"),
+        (
+            "url = \"http://h/\"\nheaders = { \"Bad Header\" = \"x\" }",
+            "line 3: `alert.headers`: `Bad Header` is not a valid header name",
+        ),
+        (
+            "url = \"http://h/\"\non = [\"sometimes\"]",
+            "unknown variant `sometimes`",
+        ),
+    ] {
+        let err = load(dir.path(), &format!("\n[[alert]]\n{body}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(expected), "{body}: {err}");
+    }
+}
