@@ -43,12 +43,20 @@ pub(crate) async fn serve(
     let max_rows = query.limits().max_rows.unwrap_or(10_000);
     let (alerter, _delivery) =
         assay_engine::alerts::Alerter::start(project.alerts.clone(), &project.name);
-    let launcher = Launcher::new(pipeline, project.run.clone(), lake.clone()).with_alerter(alerter);
     let tick_store = ScheduleStore::new(&lake)?;
+    let instance = assay_engine::scheduler::instance_name();
+    let launcher = Launcher::new(pipeline, project.run.clone(), lake.clone())
+        .with_alerter(alerter)
+        .with_lease(
+            tick_store.clone(),
+            &instance,
+            assay_engine::scheduler::LEASE_TTL,
+        );
     let scheduler = Scheduler::new(
         project.schedules.clone(),
         launcher.clone(),
         tick_store.clone(),
+        instance,
     );
     let core: Arc<dyn LakeService> = Arc::new(
         Core::new(query, Arc::clone(&policy), project.cache.refresh)

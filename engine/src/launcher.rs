@@ -11,6 +11,7 @@ use crate::dag::Pipeline;
 use crate::error::EngineError;
 use crate::history;
 use crate::runner::{self, RunObserver, StepOutcome};
+use crate::scheduler::{LeaseRecord, ScheduleStore};
 use crate::session::LakeCatalog;
 use crate::step::{Faults, StepContext};
 use crate::storage::Lake;
@@ -44,6 +45,20 @@ pub enum LaunchError {
     /// The selection names no step, or is malformed.
     #[error("select: {0}")]
     Selection(EngineError),
+    /// Another server of the lake holds the run lease.
+    #[error("run {} is still in progress on {}", .0.run_id, .0.holder)]
+    BusyElsewhere(LeaseRecord),
+    /// The lease could not be read or written.
+    #[error("the run lease is unavailable: {0}")]
+    Lease(EngineError),
+}
+
+/// The lake-wide lease runs of this launcher take first.
+#[derive(Debug, Clone)]
+struct RunLease {
+    store: ScheduleStore,
+    holder: String,
+    ttl: std::time::Duration,
 }
 
 /// Starts runs of one pipeline over one lake.
@@ -54,6 +69,7 @@ pub struct Launcher {
     lake: Lake,
     running: Arc<Mutex<Option<Running>>>,
     alerter: Option<crate::alerts::Alerter>,
+    lease: Option<RunLease>,
 }
 
 impl std::fmt::Debug for Launcher {
@@ -92,7 +108,26 @@ impl Launcher {
             lake,
             running: Arc::new(Mutex::new(None)),
             alerter: None,
+            lease: None,
         }
+    }
+
+    /// Makes every run take the lake-wide run lease in `store` first, as `holder`, held
+    /// `ttl` at a time and renewed every third of it while the run lasts: one run at a time
+    /// across every server of the lake, and a dead server's lease lapses after `ttl`.
+    #[must_use]
+    pub fn with_lease(
+        mut self,
+        store: ScheduleStore,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Self {
+        self.lease = Some(RunLease {
+            store,
+            holder: holder.to_string(),
+            ttl,
+        });
+        self
     }
 
     /// Tells `alerter` about every run this launcher finishes.
@@ -112,20 +147,20 @@ impl Launcher {
     ///
     /// # Errors
     /// A run is in progress, or the selection is invalid.
-    pub fn start(
+    pub async fn start(
         &self,
         select: Option<&str>,
         full_refresh: bool,
         by: &str,
     ) -> Result<Running, LaunchError> {
-        self.start_excluding(select, None, full_refresh, by)
+        self.start_excluding(select, None, full_refresh, by).await
     }
 
     /// [`Launcher::start`] with the steps `exclude` selects left out.
     ///
     /// # Errors
     /// A run is in progress, or the selection is invalid or leaves nothing to run.
-    pub fn start_excluding(
+    pub async fn start_excluding(
         &self,
         select: Option<&str>,
         exclude: Option<&str>,
@@ -136,13 +171,6 @@ impl Launcher {
             .pipeline
             .selection(select, exclude)
             .map_err(LaunchError::Selection)?;
-        let mut slot = self
-            .running
-            .lock()
-            .map_err(|_| LaunchError::Selection(EngineError::Auth("lock poisoned".into())))?;
-        if let Some(r) = slot.as_ref() {
-            return Err(LaunchError::Busy(r.clone()));
-        }
         let run = Running {
             run_id: uuid::Uuid::now_v7().to_string(),
             select: select.map(str::to_string),
@@ -151,21 +179,74 @@ impl Launcher {
             started_by: by.to_string(),
             started_at: Utc::now(),
         };
-        *slot = Some(run.clone());
-        drop(slot);
+        {
+            // This process's slot first (no await while the lock is held), then the lease.
+            let mut slot = self
+                .running
+                .lock()
+                .map_err(|_| LaunchError::Selection(EngineError::Auth("lock poisoned".into())))?;
+            if let Some(r) = slot.as_ref() {
+                return Err(LaunchError::Busy(r.clone()));
+            }
+            *slot = Some(run.clone());
+        }
+        let lease = match &self.lease {
+            None => None,
+            Some(l) => {
+                let taken = l.store.acquire(&l.holder, &run.run_id, l.ttl).await;
+                match taken {
+                    Ok(Ok(lease)) => Some(lease),
+                    Ok(Err(holder)) => {
+                        self.clear();
+                        return Err(LaunchError::BusyElsewhere(holder));
+                    }
+                    Err(e) => {
+                        self.clear();
+                        return Err(LaunchError::Lease(e));
+                    }
+                }
+            }
+        };
         let this = self.clone();
         let run_id = run.run_id.clone();
         let by = by.to_string();
         tokio::spawn(async move {
-            let outcome = this.execute(&run_id, selection, full_refresh, &by).await;
+            let outcome = match (lease, &this.lease) {
+                (Some(mut lease), Some(l)) => {
+                    let run = this.execute(&run_id, selection, full_refresh, &by);
+                    tokio::pin!(run);
+                    let outcome = loop {
+                        tokio::select! {
+                            outcome = &mut run => break outcome,
+                            () = tokio::time::sleep(l.ttl / 3) => {
+                                match l.store.renew(&mut lease, l.ttl).await {
+                                    Ok(true) => {}
+                                    Ok(false) => tracing::error!(run_id = %run_id, "the run lease lapsed and another server took it"),
+                                    Err(e) => tracing::warn!(run_id = %run_id, error = %e, "cannot renew the run lease"),
+                                }
+                            }
+                        }
+                    };
+                    if let Err(e) = l.store.release(lease).await {
+                        tracing::warn!(run_id = %run_id, error = %e, "cannot release the run lease; it lapses by itself");
+                    }
+                    outcome
+                }
+                _ => this.execute(&run_id, selection, full_refresh, &by).await,
+            };
             if let Err(e) = outcome {
                 tracing::error!(run_id = %run_id, error = %e, "run failed to start or record");
             }
-            if let Ok(mut slot) = this.running.lock() {
-                *slot = None;
-            }
+            this.clear();
         });
         Ok(run)
+    }
+
+    /// Frees this launcher's slot.
+    fn clear(&self) {
+        if let Ok(mut slot) = self.running.lock() {
+            *slot = None;
+        }
     }
 
     async fn execute(
@@ -238,16 +319,19 @@ mod tests {
         let launcher = Launcher::new(pipeline, RunConfig::default(), lake.clone());
 
         assert!(matches!(
-            launcher.start(Some("gold.nope"), false, "ana"),
+            launcher.start(Some("gold.nope"), false, "ana").await,
             Err(LaunchError::Selection(_))
         ));
         assert!(
             launcher.running().is_none(),
             "a bad selection starts nothing"
         );
-        let run = launcher.start(Some("gold.slow"), false, "ana").unwrap();
+        let run = launcher
+            .start(Some("gold.slow"), false, "ana")
+            .await
+            .unwrap();
         assert_eq!(launcher.running().as_ref(), Some(&run));
-        match launcher.start(None, false, "bo") {
+        match launcher.start(None, false, "bo").await {
             Err(e @ LaunchError::Busy(_)) => assert!(e.to_string().contains(&run.run_id)),
             other => panic!("expected busy, got {other:?}"),
         }
@@ -264,6 +348,6 @@ mod tests {
         );
         // Finished: the next run may start.
         gate.notify_one();
-        assert!(launcher.start(None, false, "bo").is_ok());
+        assert!(launcher.start(None, false, "bo").await.is_ok());
     }
 }

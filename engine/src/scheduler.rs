@@ -88,6 +88,36 @@ pub struct PauseState {
     pub at: Option<DateTime<Utc>>,
 }
 
+/// One entry of the lake-wide run lease: who runs, which run, until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    /// The server process holding it.
+    pub holder: String,
+    /// The run it is held for.
+    pub run_id: String,
+    /// When it lapses unless renewed.
+    pub expires_at: DateTime<Utc>,
+    /// Given back at the end of the run.
+    pub released: bool,
+}
+
+impl LeaseRecord {
+    /// True while it binds other processes.
+    fn live(&self, now: DateTime<Utc>) -> bool {
+        !self.released && self.expires_at > now
+    }
+}
+
+/// A lease this process holds: the number of its newest entry.
+#[derive(Debug)]
+pub struct Lease {
+    seq: u64,
+    record: LeaseRecord,
+}
+
+/// Lease entries kept; older ones are deleted.
+const KEEP_LEASES: usize = 20;
+
 /// The scheduler's objects in the lake.
 #[derive(Debug, Clone)]
 pub struct ScheduleStore {
@@ -150,6 +180,119 @@ impl ScheduleStore {
             Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
             Err(e) => Err(self.err(e)),
         }
+    }
+
+    fn lease_path(&self, seq: u64) -> Path {
+        self.path(&["lease", &format!("{seq:020}.json")])
+    }
+
+    /// The newest lease entry and its number; deletes entries beyond the newest
+    /// [`KEEP_LEASES`].
+    async fn newest_lease(&self) -> Result<Option<(u64, LeaseRecord)>> {
+        let prefix = self.path(&["lease"]);
+        let mut names: Vec<Path> = self
+            .store
+            .list(Some(&prefix))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .map_err(|e| self.err(e))?;
+        names.sort();
+        if names.len() > KEEP_LEASES {
+            for old in names.drain(..names.len() - KEEP_LEASES) {
+                if let Err(e) = self.store.delete(&old).await {
+                    tracing::warn!(path = %old, error = %e, "cannot delete an old lease entry");
+                }
+            }
+        }
+        let Some(newest) = names.last() else {
+            return Ok(None);
+        };
+        let seq = newest
+            .filename()
+            .and_then(|n| n.strip_suffix(".json"))
+            .and_then(|n| n.parse::<u64>().ok())
+            .ok_or_else(|| {
+                EngineError::Schedule(format!("{}{newest}: not a lease entry", self.url))
+            })?;
+        Ok(self.read(newest).await?.map(|r| (seq, r)))
+    }
+
+    /// Takes the lake-wide run lease for `run_id` until `ttl` from now: `Ok(Err(holder))`
+    /// when another process holds a live one (or won the race for it).
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn acquire(
+        &self,
+        holder: &str,
+        run_id: &str,
+        ttl: Duration,
+    ) -> Result<std::result::Result<Lease, LeaseRecord>> {
+        let now = Utc::now();
+        let seq = match self.newest_lease().await? {
+            Some((_, current)) if current.live(now) && current.holder != holder => {
+                return Ok(Err(current));
+            }
+            Some((seq, _)) => seq + 1,
+            None => 0,
+        };
+        let record = LeaseRecord {
+            holder: holder.to_string(),
+            run_id: run_id.to_string(),
+            expires_at: now + ttl,
+            released: false,
+        };
+        if self
+            .write(&self.lease_path(seq), &record, PutMode::Create)
+            .await?
+        {
+            return Ok(Ok(Lease { seq, record }));
+        }
+        // Another process created this entry first: it holds the lease.
+        match self.read::<LeaseRecord>(&self.lease_path(seq)).await? {
+            Some(winner) => Ok(Err(winner)),
+            None => Err(EngineError::Schedule(format!(
+                "{}lease entry {seq} exists but cannot be read",
+                self.url
+            ))),
+        }
+    }
+
+    /// Extends a held lease by `ttl` from now; false when it lapsed and another process took
+    /// it meanwhile.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn renew(&self, lease: &mut Lease, ttl: Duration) -> Result<bool> {
+        let record = LeaseRecord {
+            expires_at: Utc::now() + ttl,
+            ..lease.record.clone()
+        };
+        if self
+            .write(&self.lease_path(lease.seq + 1), &record, PutMode::Create)
+            .await?
+        {
+            lease.seq += 1;
+            lease.record = record;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Gives a lease back, so the next run anywhere may start at once.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn release(&self, lease: Lease) -> Result<()> {
+        let record = LeaseRecord {
+            released: true,
+            expires_at: Utc::now(),
+            ..lease.record
+        };
+        self.write(&self.lease_path(lease.seq + 1), &record, PutMode::Create)
+            .await
+            .map(|_| ())
     }
 
     /// The file name of a tick: its UTC time, sortable as text.
@@ -263,6 +406,17 @@ fn due(
     newest.map(|t| (t, now - t > ON_TIME))
 }
 
+/// A name for this server process in tick claims and leases: host, process id and a
+/// UUID (unique even when a process id is reused).
+pub fn instance_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+    format!("{host}:{}:{}", std::process::id(), uuid::Uuid::now_v7())
+}
+
+/// How long a run's lease lasts unless renewed (renewed every third of it): a server killed
+/// mid-run holds back the other servers' runs this long at most.
+pub const LEASE_TTL: Duration = Duration::from_secs(30);
+
 /// Runs the project's schedules through a launcher.
 #[derive(Debug, Clone)]
 pub struct Scheduler {
@@ -275,13 +429,17 @@ pub struct Scheduler {
 impl Scheduler {
     /// A scheduler of `schedules` starting runs with `launcher`, sharing ticks with other
     /// processes through `store`.
-    pub fn new(schedules: Vec<ScheduleConfig>, launcher: Launcher, store: ScheduleStore) -> Self {
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+    pub fn new(
+        schedules: Vec<ScheduleConfig>,
+        launcher: Launcher,
+        store: ScheduleStore,
+        instance: String,
+    ) -> Self {
         Scheduler {
             schedules,
             launcher,
             store,
-            instance: format!("{host}:{}:{}", std::process::id(), uuid::Uuid::now_v7()),
+            instance,
         }
     }
 
@@ -380,16 +538,28 @@ impl Scheduler {
         }
         if !paused {
             let by = format!("schedule:{}", s.name);
-            match self.launcher.start_excluding(
-                s.select.as_deref(),
-                s.exclude.as_deref(),
-                s.full_refresh,
-                &by,
-            ) {
+            match self
+                .launcher
+                .start_excluding(
+                    s.select.as_deref(),
+                    s.exclude.as_deref(),
+                    s.full_refresh,
+                    &by,
+                )
+                .await
+            {
                 Ok(run) => record.run_id = Some(run.run_id),
                 Err(LaunchError::Busy(other)) => {
                     record.outcome = TickOutcome::SkippedOverlap;
                     record.error = Some(format!("run {} is still in progress", other.run_id));
+                    record.run_id = Some(other.run_id);
+                }
+                Err(LaunchError::BusyElsewhere(other)) => {
+                    record.outcome = TickOutcome::SkippedOverlap;
+                    record.error = Some(format!(
+                        "run {} is still in progress on {}",
+                        other.run_id, other.holder
+                    ));
                     record.run_id = Some(other.run_id);
                 }
                 Err(e) => {

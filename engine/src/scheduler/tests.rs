@@ -51,10 +51,15 @@ fn replica(lake: &Lake, s: &[ScheduleConfig], gate: Option<Arc<tokio::sync::Noti
         gate,
     };
     let pipeline = Pipeline::new(vec![Arc::new(step) as Arc<dyn Step>]).unwrap();
-    let launcher = Launcher::new(pipeline, RunConfig::default(), lake.clone());
     let store = ScheduleStore::new(lake).unwrap();
+    let instance = instance_name();
+    let launcher = Launcher::new(pipeline, RunConfig::default(), lake.clone()).with_lease(
+        store.clone(),
+        &instance,
+        LEASE_TTL,
+    );
     Replica {
-        scheduler: Scheduler::new(s.to_vec(), launcher.clone(), store),
+        scheduler: Scheduler::new(s.to_vec(), launcher.clone(), store, instance),
         launcher,
         runs,
     }
@@ -258,4 +263,63 @@ async fn two_running_schedulers_fire_each_tick_once() {
     let runs = a.runs.load(Ordering::SeqCst) + b.runs.load(Ordering::SeqCst);
     assert!(claims.len() >= 3, "{} ticks in 3.5 s", claims.len());
     assert_eq!(runs, claims.len(), "one run per claimed tick, across both");
+}
+
+#[tokio::test]
+async fn the_run_lease_is_held_renewed_released_and_lapses() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::resolve("lake", dir.path()).unwrap();
+    let store = ScheduleStore::new(&lake).unwrap();
+    let ttl = Duration::from_millis(300);
+    let mut a = store.acquire("a", "r1", ttl).await.unwrap().unwrap();
+    let held = store.acquire("b", "r2", ttl).await.unwrap().unwrap_err();
+    assert_eq!((held.holder.as_str(), held.run_id.as_str()), ("a", "r1"));
+    // Renewed past the first expiry: still held.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(store.renew(&mut a, ttl).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(store.acquire("b", "r2", ttl).await.unwrap().is_err());
+    store.release(a).await.unwrap();
+    let mut b = store.acquire("b", "r2", ttl).await.unwrap().unwrap();
+    // b dies without releasing: the lease lapses after its ttl and c takes over; b's late
+    // renewal finds the lease gone.
+    assert!(store.acquire("c", "r3", ttl).await.unwrap().is_err());
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let c = store.acquire("c", "r3", ttl).await.unwrap().unwrap();
+    assert!(!store.renew(&mut b, ttl).await.unwrap(), "b lost it");
+    store.release(c).await.unwrap();
+}
+
+#[tokio::test]
+async fn one_run_at_a_time_across_servers_of_a_lake() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::resolve("lake", dir.path()).unwrap();
+    let s = schedules(NIGHTLY);
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let a = replica(&lake, &s, Some(Arc::clone(&gate)));
+    let b = replica(&lake, &s, None);
+    let first = a.launcher.start(None, false, "ana").await.unwrap();
+    match b.launcher.start(None, false, "bo").await {
+        Err(e @ LaunchError::BusyElsewhere(_)) => {
+            assert!(e.to_string().contains(&first.run_id), "{e}");
+            assert!(e.to_string().contains(a.scheduler.instance()), "{e}");
+        }
+        other => panic!("expected the lease to be held, got {other:?}"),
+    }
+    assert!(b.launcher.running().is_none(), "nothing left reserved");
+    // A tick on the other server while the run lasts is an overlap.
+    let tick = b
+        .scheduler
+        .fire(&s[0], at("2026-12-06T02:30:00Z"), false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(tick.outcome, TickOutcome::SkippedOverlap);
+    assert_eq!(tick.run_id.as_deref(), Some(first.run_id.as_str()));
+    gate.notify_one();
+    idle(&a.launcher).await;
+    // Released at the end: the other server runs at once.
+    b.launcher.start(None, false, "bo").await.unwrap();
+    idle(&b.launcher).await;
+    assert_eq!(b.runs.load(Ordering::SeqCst), 1);
 }

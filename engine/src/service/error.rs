@@ -136,9 +136,15 @@ impl From<AuthError> for ServiceError {
 
 impl From<LaunchError> for ServiceError {
     fn from(e: LaunchError) -> Self {
-        let kind = match &e {
-            LaunchError::Busy(_) => ErrorKind::Conflict,
+        let kind = match e {
+            LaunchError::Busy(_) | LaunchError::BusyElsewhere(_) => ErrorKind::Conflict,
             LaunchError::Selection(_) => ErrorKind::Invalid,
+            LaunchError::Lease(source) => {
+                return ServiceError::unavailable(
+                    "the run lease in the lake is unavailable",
+                    source,
+                );
+            }
         };
         ServiceError::new(kind, e.to_string())
     }

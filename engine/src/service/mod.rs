@@ -410,7 +410,7 @@ impl LakeService for Core {
             .launcher
             .as_ref()
             .ok_or_else(|| ServiceError::not_found("this server cannot start runs"))?;
-        let run = launcher.start(select, full_refresh, &p.name)?;
+        let run = launcher.start(select, full_refresh, &p.name).await?;
         tracing::info!(run_id = %run.run_id, by = %p.name, "run triggered");
         Ok(run)
     }
