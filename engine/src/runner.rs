@@ -438,15 +438,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_step_fails_skips_its_downstream_and_fails_the_run() {
-        let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::resolve("lake", dir.path()).unwrap();
-        let ctx = StepContext {
-            catalog: LakeCatalog::load(lake.clone()).await.unwrap(),
-            lake,
-            run_id: "r1".into(),
-            full_refresh: false,
-            faults: Faults::default(),
-        };
+        let (_dir, ctx) = context().await;
         let pipeline = Pipeline::new(vec![
             fake("bronze.a", &[], true),
             fake("silver.a", &["bronze.a"], false),

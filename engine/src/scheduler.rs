@@ -182,14 +182,9 @@ impl ScheduleStore {
         }
     }
 
-    fn lease_path(&self, seq: u64) -> Path {
-        self.path(&["lease", &format!("{seq:020}.json")])
-    }
-
-    /// The newest lease entry and its number; deletes entries beyond the newest
-    /// [`KEEP_LEASES`].
-    async fn newest_lease(&self) -> Result<Option<(u64, LeaseRecord)>> {
-        let prefix = self.path(&["lease"]);
+    /// The objects under `dir`, sorted by name, after deleting all but the last `keep`.
+    async fn sorted_keeping(&self, dir: &[&str], keep: usize) -> Result<Vec<Path>> {
+        let prefix = self.path(dir);
         let mut names: Vec<Path> = self
             .store
             .list(Some(&prefix))
@@ -198,13 +193,24 @@ impl ScheduleStore {
             .await
             .map_err(|e| self.err(e))?;
         names.sort();
-        if names.len() > KEEP_LEASES {
-            for old in names.drain(..names.len() - KEEP_LEASES) {
+        if names.len() > keep {
+            for old in names.drain(..names.len() - keep) {
                 if let Err(e) = self.store.delete(&old).await {
-                    tracing::warn!(path = %old, error = %e, "cannot delete an old lease entry");
+                    tracing::warn!(path = %old, error = %e, "cannot delete an old scheduler record");
                 }
             }
         }
+        Ok(names)
+    }
+
+    fn lease_path(&self, seq: u64) -> Path {
+        self.path(&["lease", &format!("{seq:020}.json")])
+    }
+
+    /// The newest lease entry and its number; deletes entries beyond the newest
+    /// [`KEEP_LEASES`].
+    async fn newest_lease(&self) -> Result<Option<(u64, LeaseRecord)>> {
+        let names = self.sorted_keeping(&["lease"], KEEP_LEASES).await?;
         let Some(newest) = names.last() else {
             return Ok(None);
         };
@@ -316,22 +322,9 @@ impl ScheduleStore {
     /// # Errors
     /// The store failed.
     pub async fn newest_claim(&self, schedule: &str) -> Result<Option<DateTime<Utc>>> {
-        let prefix = self.path(&["ticks", schedule]);
-        let mut names: Vec<Path> = self
-            .store
-            .list(Some(&prefix))
-            .map_ok(|m| m.location)
-            .try_collect()
-            .await
-            .map_err(|e| self.err(e))?;
-        names.sort();
-        if names.len() > KEEP_CLAIMS {
-            for old in names.drain(..names.len() - KEEP_CLAIMS) {
-                if let Err(e) = self.store.delete(&old).await {
-                    tracing::warn!(path = %old, error = %e, "cannot delete an old tick claim");
-                }
-            }
-        }
+        let names = self
+            .sorted_keeping(&["ticks", schedule], KEEP_CLAIMS)
+            .await?;
         Ok(names.last().and_then(|p| {
             let name = p.filename()?.strip_suffix(".json")?;
             chrono::NaiveDateTime::parse_from_str(name, "%Y%m%dT%H%M%SZ")

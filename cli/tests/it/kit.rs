@@ -164,6 +164,17 @@ impl Fixture {
         cmd
     }
 
+    /// `assay serve` of this project on free ports, caching in-process, with the bootstrap
+    /// admin `root` (password `pw-123456`); its stderr goes to `stderr`.
+    pub(crate) fn serve_as_root(&self, stderr: std::process::Stdio) -> assay_testkit::Served {
+        let mut cmd = self.command(&["serve"]);
+        cmd.env_remove("REDIS_URL")
+            .env("ASSAY_ADMIN_USER", "root")
+            .env("ASSAY_ADMIN_PASSWORD", "pw-123456")
+            .stderr(stderr);
+        assay_testkit::serve(cmd)
+    }
+
     /// Runs `assay run` and asserts it succeeded.
     pub(crate) fn run_ok(&self, args: &[&str]) -> String {
         let mut all = vec!["run"];
@@ -223,4 +234,18 @@ impl Fixture {
             .unwrap()
             .map(|t| assay_engine::delta::version(&t))
     }
+}
+
+/// Logs in as the bootstrap admin of [`Fixture::serve_as_root`]: the `Authorization` value.
+pub(crate) fn root_bearer(port: u16) -> String {
+    let (status, body) = assay_testkit::http_with_body(
+        port,
+        "POST",
+        "/api/v1/login",
+        &[("Content-Type", "application/json")],
+        r#"{"username":"root","password":"pw-123456"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let login: serde_json::Value = serde_json::from_str(&body).unwrap();
+    format!("Bearer {}", login["token"].as_str().unwrap())
 }

@@ -4,7 +4,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::kit::Fixture;
+use crate::kit::{Fixture, root_bearer as bearer};
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -112,29 +112,6 @@ async fn select_by_tag_exclude_and_fail_fast() {
     assert_eq!(f.version("bronze.c").await, Some(0));
 }
 
-/// A running `assay serve` of the fixture on free ports, with the bootstrap admin.
-fn start_serve(f: &Fixture) -> assay_testkit::Served {
-    let mut cmd = f.command(&["serve"]);
-    cmd.env_remove("REDIS_URL")
-        .env("ASSAY_ADMIN_USER", "root")
-        .env("ASSAY_ADMIN_PASSWORD", "pw-123456")
-        .stderr(Stdio::null());
-    assay_testkit::serve(cmd)
-}
-
-fn bearer(port: u16) -> String {
-    let (status, body) = assay_testkit::http_with_body(
-        port,
-        "POST",
-        "/api/v1/login",
-        &[("Content-Type", "application/json")],
-        r#"{"username":"root","password":"pw-123456"}"#,
-    );
-    assert_eq!(status, 200, "{body}");
-    let login: serde_json::Value = serde_json::from_str(&body).unwrap();
-    format!("Bearer {}", login["token"].as_str().unwrap())
-}
-
 fn schedules(port: u16, bearer: &str) -> serde_json::Value {
     let (status, body) = assay_testkit::http(
         port,
@@ -160,7 +137,10 @@ async fn two_servers_on_one_lake_run_each_tick_once_and_share_pauses() {
     let runs_before = f
         .count("(SELECT * FROM _system.runs WHERE kind = 'run')")
         .await;
-    let (a, b) = (start_serve(&f), start_serve(&f));
+    let (a, b) = (
+        f.serve_as_root(Stdio::null()),
+        f.serve_as_root(Stdio::null()),
+    );
     let (bearer_a, bearer_b) = (bearer(a.port), bearer(b.port));
     tokio::time::sleep(Duration::from_secs(8)).await;
 

@@ -3,7 +3,7 @@
 
 use std::process::{Command, Stdio};
 
-use crate::kit::Fixture;
+use crate::kit::{Fixture, root_bearer as bearer};
 
 const QUERY: &str = r#"
 import sys, os
@@ -17,12 +17,7 @@ os._exit(0)
 
 /// A running `assay serve` on free ports, caching in-process, with the bootstrap admin.
 fn start_serve(f: &Fixture) -> assay_testkit::Served {
-    let mut cmd = f.command(&["serve"]);
-    cmd.env_remove("REDIS_URL")
-        .env("ASSAY_ADMIN_USER", "root")
-        .env("ASSAY_ADMIN_PASSWORD", "pw-123456")
-        .stderr(Stdio::piped());
-    let served = assay_testkit::serve(cmd);
+    let served = f.serve_as_root(Stdio::piped());
     assert!(served.rest.starts_with("http://"), "{}", served.rest);
     assert_eq!(served.rest_note, "(cache: memory)");
     served
@@ -31,20 +26,6 @@ fn start_serve(f: &Fixture) -> assay_testkit::Served {
 fn stop(served: assay_testkit::Served) {
     let status = served.stop();
     assert!(status.success(), "clean exit on SIGTERM: {status:?}");
-}
-
-/// Logs in as the bootstrap admin: the `Authorization` header value.
-fn bearer(port: u16) -> String {
-    let (status, body) = assay_testkit::http_with_body(
-        port,
-        "POST",
-        "/api/v1/login",
-        &[("Content-Type", "application/json")],
-        r#"{"username":"root","password":"pw-123456"}"#,
-    );
-    assert_eq!(status, 200, "{body}");
-    let login: serde_json::Value = serde_json::from_str(&body).unwrap();
-    format!("Bearer {}", login["token"].as_str().unwrap())
 }
 
 #[test]
