@@ -11,7 +11,8 @@ use assay_engine::session::LakeCatalog;
 use assay_engine::{Lake, TableId};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 
-/// Prints a line per step as it starts and ends (stderr, only on a terminal).
+/// Prints a line per step as it starts and ends on stderr: elapsed seconds on a terminal,
+/// a plain timestamped line per event otherwise (cron mail, CI logs).
 pub(crate) struct Progress {
     tty: bool,
     start: Instant,
@@ -30,27 +31,46 @@ impl Progress {
             eprintln!("[{:>6.1}s] done", self.start.elapsed().as_secs_f64());
         }
     }
+
+    fn line(&self, text: std::fmt::Arguments<'_>) {
+        use std::io::Write;
+        let mut err = std::io::stderr().lock();
+        let _ = if self.tty {
+            writeln!(err, "[{:>6.1}s] {text}", self.start.elapsed().as_secs_f64())
+        } else {
+            let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            writeln!(err, "{now} {text}")
+        };
+    }
 }
 
 impl RunObserver for Progress {
     fn started(&self, table: &TableId) {
         if self.tty {
-            eprintln!(
-                "[{:>6.1}s] start  {table}",
-                self.start.elapsed().as_secs_f64()
-            );
+            self.line(format_args!("start  {table}"));
+        } else {
+            self.line(format_args!("started {table}"));
         }
     }
 
     fn finished(&self, o: &StepOutcome) {
+        let ms = (o.ended_at - o.started_at).num_milliseconds();
         if self.tty {
-            eprintln!(
-                "[{:>6.1}s] {:<6} {} ({} rows)",
-                self.start.elapsed().as_secs_f64(),
+            self.line(format_args!(
+                "{:<6} {} ({} rows)",
                 short(o.status.as_str()),
                 o.table,
                 o.report.rows_written
-            );
+            ));
+        } else {
+            self.line(format_args!(
+                "{} {} rows_in={} rows_written={} rows_rejected={} duration_ms={ms}",
+                o.status.as_str(),
+                o.table,
+                o.report.rows_in,
+                o.report.rows_written,
+                o.report.rows_rejected
+            ));
         }
     }
 }

@@ -105,9 +105,18 @@ async fn select_by_tag_exclude_and_fail_fast() {
         );
     }
     assert_eq!(f.version("bronze.b").await, None);
-    // Without it, the independent steps run.
+    // Without it, the independent steps run. Without a terminal, one plain line per event.
     let out = f.assay(&["run"]);
     assert!(!out.status.success());
+    let err = stderr(&out);
+    let events: Vec<&str> = err
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(_, rest)| rest))
+        .filter(|l| l.starts_with("started ") || l.starts_with("succeeded "))
+        .collect();
+    assert!(events.contains(&"started bronze.b"), "{err}");
+    let done = "succeeded bronze.b rows_in=1 rows_written=1 rows_rejected=0 duration_ms=";
+    assert!(events.iter().any(|e| e.starts_with(done)), "{err}");
     assert_eq!(f.version("bronze.b").await, Some(0));
     assert_eq!(f.version("bronze.c").await, Some(0));
 }
