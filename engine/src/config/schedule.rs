@@ -67,6 +67,15 @@ impl ScheduleConfig {
             .map(|n| n.with_timezone(&Utc))
     }
 
+    /// The newest tick at or before `t`, by a backward search.
+    pub fn previous_at_or_before(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let local = t.with_timezone(&self.timezone);
+        self.pattern
+            .find_previous_occurrence(&local, true)
+            .ok()
+            .map(|p| p.with_timezone(&Utc))
+    }
+
     /// The next `n` ticks strictly after `t`, in the schedule's time zone.
     pub fn ticks_after(&self, t: DateTime<Utc>, n: usize) -> Vec<DateTime<chrono_tz::Tz>> {
         let mut out = Vec::with_capacity(n);

@@ -295,6 +295,15 @@ mod tests {
         lake.open_existing(&id).await.unwrap()
     }
 
+    /// The first value of the first column of `sql`'s answer, as a count.
+    async fn count(ctx: &SessionContext, sql: &str) -> i64 {
+        let rows = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        rows[0]
+            .column(0)
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .value(0)
+    }
+
     const ROWS: &str = "SELECT * FROM (VALUES (1, CAST(2.50 AS DECIMAL(10,2)), DATE '2026-01-02', 'a'), \
                         (7, CAST(-1.25 AS DECIMAL(10,2)), NULL, NULL)) AS t(id, amount, day, note); \
                         SELECT * FROM (VALUES (3, CAST(9.00 AS DECIMAL(10,2)), DATE '2026-03-04', 'b')) AS t(id, amount, day, note)";
@@ -344,17 +353,12 @@ mod tests {
         );
 
         // Pruned by file bounds and filtered above: the rows are right either way.
-        let rows = ctx
-            .sql("SELECT count(*) AS n, sum(id) AS s FROM t WHERE id > 2")
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
-        let n = rows[0]
-            .column(0)
-            .as_primitive::<arrow::datatypes::Int64Type>();
-        assert_eq!(n.value(0), 2);
+        let n = count(
+            &ctx,
+            "SELECT count(*) AS n, sum(id) AS s FROM t WHERE id > 2",
+        )
+        .await;
+        assert_eq!(n, 2);
 
         // A restricted read sees only the named files.
         let first = t
@@ -371,17 +375,8 @@ mod tests {
             .unwrap();
         let ctx = SessionContext::new();
         ctx.register_table("t", only).unwrap();
-        let rows = ctx
-            .sql("SELECT count(*) FROM t")
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
-        let n = rows[0]
-            .column(0)
-            .as_primitive::<arrow::datatypes::Int64Type>();
-        assert!(n.value(0) == 2 || n.value(0) == 1);
+        let n = count(&ctx, "SELECT count(*) FROM t").await;
+        assert!(n == 2 || n == 1);
     }
 
     #[tokio::test]
@@ -399,16 +394,7 @@ mod tests {
         let ctx = SessionContext::new();
         ctx.register_table("p", table_provider(&id, &t, &config, None).await.unwrap())
             .unwrap();
-        let rows = ctx
-            .sql("SELECT count(*) FROM p WHERE note = 'b'")
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
-        let n = rows[0]
-            .column(0)
-            .as_primitive::<arrow::datatypes::Int64Type>();
-        assert_eq!(n.value(0), 1);
+        let n = count(&ctx, "SELECT count(*) FROM p WHERE note = 'b'").await;
+        assert_eq!(n, 1);
     }
 }

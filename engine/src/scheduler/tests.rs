@@ -1,9 +1,13 @@
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+use futures::TryStreamExt;
 
 use super::*;
 use crate::config::{Project, RunConfig};
 use crate::dag::Pipeline;
 use crate::step::{Step, StepContext, StepError, StepReport};
+use crate::storage::Lake;
 use crate::table::TableId;
 
 /// A step that counts its runs and, when gated, waits for the test to open the gate.
