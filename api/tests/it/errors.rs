@@ -46,6 +46,12 @@ async fn every_error_kind_maps_to_one_status_on_every_route() {
                 Some(serde_json::json!({"sql": "SELECT 1"})),
             ),
             ("GET", "/api/v1/runs", None),
+            ("GET", "/api/v1/schedules", None),
+            (
+                "PATCH",
+                "/api/v1/schedules/nightly",
+                Some(serde_json::json!({"paused": true})),
+            ),
             ("GET", "/api/v1/users", None),
             ("GET", "/api/v1/api-keys", None),
         ] {

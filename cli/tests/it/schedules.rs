@@ -176,6 +176,20 @@ async fn two_servers_on_one_lake_run_each_tick_once_and_share_pauses() {
         schedules(b.port, &bearer_b)[0]["last"],
         "one record of the last tick"
     );
+    // No token, a bad body.
+    let (status, _) = assay_testkit::http(a.port, "GET", "/api/v1/schedules", &[]);
+    assert_eq!(status, 401);
+    let (status, body) = assay_testkit::http_with_body(
+        a.port,
+        "PATCH",
+        "/api/v1/schedules/often",
+        &[
+            ("Authorization", &bearer_a),
+            ("Content-Type", "application/json"),
+        ],
+        r#"{"paused": "yes"}"#,
+    );
+    assert_eq!(status, 400, "{body}");
     let (status, _) = assay_testkit::http_with_body(
         a.port,
         "PATCH",
