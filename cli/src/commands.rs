@@ -119,6 +119,13 @@ async fn run(
         full_refresh: opts.full_refresh,
         faults: Faults::new(opts.faults),
     };
+    let pulse = match history::begin(&lake, &ctx.run_id, chrono::Utc::now()).await {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot record the run as running; its end is recorded all the same");
+            None
+        }
+    };
     let observer = Arc::new(output::Progress::new());
     let summary = runner::run(pipeline, selection.as_ref(), &config, ctx, observer.clone()).await;
     observer.done();
@@ -140,6 +147,9 @@ async fn run(
     // Alerts go out while the run is recorded; a webhook that never answers holds the exit
     // back by its timeouts and retries, at most this long.
     delivery.flush(ALERT_FLUSH).await;
+    if let Some(p) = pulse {
+        p.stop().await;
+    }
     recorded.context("recording the run in _system.runs")?;
     Ok(if summary.succeeded() {
         ExitCode::SUCCESS

@@ -265,6 +265,13 @@ impl Launcher {
             faults: Faults::new(Vec::new()),
         };
         tracing::info!(run_id, "run started");
+        let pulse = match history::begin(&self.lake, run_id, Utc::now()).await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(run_id, error = %e, "cannot record the run as running; its end is recorded all the same");
+                None
+            }
+        };
         let summary = runner::run(
             &self.pipeline,
             selection.as_ref(),
@@ -275,6 +282,9 @@ impl Launcher {
         .await;
         tracing::info!(run_id, succeeded = summary.succeeded(), "run finished");
         let recorded = history::record(&self.lake, &summary).await;
+        if let Some(p) = pulse {
+            p.stop().await;
+        }
         if let Some(alerter) = &self.alerter {
             alerter.notify(&summary, by);
         }
@@ -343,8 +353,8 @@ mod tests {
         }
         assert_eq!(
             lake.latest_version(&history::runs_table()).await.unwrap(),
-            Some(0),
-            "the run is recorded in _system.runs"
+            Some(1),
+            "the run is recorded in _system.runs: running at its start, then its end"
         );
         // Finished: the next run may start.
         gate.notify_one();

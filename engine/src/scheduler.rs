@@ -21,7 +21,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use store::{Lease, LeaseRecord, PauseState, ScheduleStore};
+pub use store::{Heartbeat, Lease, LeaseRecord, PauseState, ScheduleStore};
 
 use crate::config::{CatchUp, ScheduleConfig};
 use crate::error::Result;
@@ -104,8 +104,26 @@ fn due(
 /// A name for this server process in tick claims and leases: host, process id and a
 /// UUID (unique even when a process id is reused).
 pub fn instance_name() -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
-    format!("{host}:{}:{}", std::process::id(), uuid::Uuid::now_v7())
+    format!(
+        "{}:{}:{}",
+        host_name(),
+        std::process::id(),
+        uuid::Uuid::now_v7()
+    )
+}
+
+/// This machine's host name (`HOSTNAME`, else the kernel's), `localhost` when unknown.
+pub fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+        })
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// How long a run's lease lasts unless renewed (renewed every third of it): a server killed

@@ -222,4 +222,12 @@ async fn a_kill_9_at_any_point_is_completed_by_the_rerun_to_an_uninterrupted_res
         }
     }
     assert!(kills >= 6, "runs were interrupted ({kills} kills)");
+    // Each killed run left its `running` row; the next run marked it abandoned.
+    let runs = |status: &str| format!("_system.runs WHERE kind = 'run' AND status = '{status}'");
+    assert_eq!(f.count(&runs("running")).await, 0, "no run is left running");
+    assert!(
+        f.count(&runs("abandoned")).await >= 1,
+        "killed runs are marked abandoned"
+    );
+    assert!(f.count(&runs("succeeded")).await >= 3);
 }

@@ -46,6 +46,23 @@ impl LeaseRecord {
     }
 }
 
+/// A run's sign of life: renewed while the run lasts, deleted when it is recorded. A run
+/// whose `_system.runs` row says `running` and whose heartbeat lapsed (or whose process on
+/// this host is gone) was abandoned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The run.
+    pub run_id: String,
+    /// The host of the process running it.
+    pub host: String,
+    /// That process's id.
+    pub pid: u32,
+    /// When it was last renewed.
+    pub at: DateTime<Utc>,
+    /// When it lapses unless renewed.
+    pub expires_at: DateTime<Utc>,
+}
+
 /// A lease this process holds: the number of its newest entry.
 #[derive(Debug)]
 pub struct Lease {
@@ -316,5 +333,38 @@ impl ScheduleStore {
         self.write(&self.path(&["state", &name]), &state, PutMode::Overwrite)
             .await?;
         Ok(state)
+    }
+
+    fn heartbeat_path(&self, run_id: &str) -> Path {
+        self.path(&["live", &format!("{run_id}.json")])
+    }
+
+    /// Writes (or renews) a run's heartbeat.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn beat(&self, beat: &Heartbeat) -> Result<()> {
+        self.write(&self.heartbeat_path(&beat.run_id), beat, PutMode::Overwrite)
+            .await
+            .map(|_| ())
+    }
+
+    /// A run's heartbeat, if it has one.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn heartbeat(&self, run_id: &str) -> Result<Option<Heartbeat>> {
+        self.read(&self.heartbeat_path(run_id)).await
+    }
+
+    /// Deletes a run's heartbeat (the run is recorded, or was found abandoned).
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn forget_heartbeat(&self, run_id: &str) -> Result<()> {
+        match self.store.delete(&self.heartbeat_path(run_id)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err(e)),
+        }
     }
 }

@@ -15,7 +15,7 @@ use crate::storage::Lake;
 pub struct RunsFilter {
     /// Runs to return at most (1 to 1,000).
     pub limit: usize,
-    /// Only runs that ended this way (`succeeded` or `failed`).
+    /// Only runs in this state (`running`, `succeeded`, `failed` or `abandoned`).
     pub status: Option<String>,
 }
 
@@ -31,11 +31,12 @@ pub struct RunRecord {
     pub step: Option<String>,
     /// The step's layer.
     pub layer: Option<String>,
-    /// `succeeded`, `up_to_date`, `failed` or `skipped`.
+    /// A run: `running`, `succeeded`, `failed` or `abandoned` (its process died before
+    /// recording the end); a step: `succeeded`, `up_to_date`, `failed` or `skipped`.
     pub status: String,
     /// Start (RFC 3339).
     pub started_at: String,
-    /// End (RFC 3339).
+    /// End (RFC 3339); the start while running, the last heartbeat when abandoned.
     pub ended_at: String,
     /// Duration in milliseconds.
     pub duration_ms: i64,
@@ -59,7 +60,7 @@ pub struct RunRecord {
 pub struct RunList {
     /// The run this server is running, if any.
     pub running: Option<Running>,
-    /// Finished runs, newest first.
+    /// Runs, newest first: finished ones, and those still `running` or `abandoned`.
     pub runs: Vec<RunRecord>,
 }
 
@@ -133,9 +134,9 @@ pub(crate) async fn list(lake: &Lake, f: &RunsFilter) -> Result<Vec<RunRecord>> 
     }
     let mut filter = col("kind").eq(lit("run"));
     if let Some(s) = &f.status {
-        if !matches!(s.as_str(), "succeeded" | "failed") {
+        if !matches!(s.as_str(), "running" | "succeeded" | "failed" | "abandoned") {
             return Err(ServiceError::invalid(format!(
-                "`status`: `{s}` is not one of succeeded, failed"
+                "`status`: `{s}` is not one of running, succeeded, failed, abandoned"
             )));
         }
         filter = filter.and(col("status").eq(lit(s.clone())));
