@@ -47,11 +47,7 @@ pub(crate) async fn serve(
     let instance = assay_engine::scheduler::instance_name();
     let launcher = Launcher::new(pipeline, project.run.clone(), lake.clone())
         .with_alerter(alerter)
-        .with_lease(
-            tick_store.clone(),
-            &instance,
-            assay_engine::scheduler::LEASE_TTL,
-        );
+        .with_lease(tick_store.clone(), &instance, project.serve.run_lease_ttl);
     let scheduler = Scheduler::new(
         project.schedules.clone(),
         launcher.clone(),

@@ -143,6 +143,9 @@ pub struct ServeConfig {
     pub keep_views: bool,
     /// Connection limits of both servers.
     pub limits: ServeLimits,
+    /// How long the lake-wide run lease is held between renewals (`run_lease_ttl`, default
+    /// `30s`, at least `1s`): a server killed mid-run holds back the others this long.
+    pub run_lease_ttl: Duration,
 }
 
 /// What one server accepts from its clients (`[serve]` keys).
@@ -177,6 +180,7 @@ impl Default for ServeConfig {
             http_addr: "127.0.0.1:8080".into(),
             keep_views: false,
             limits: ServeLimits::default(),
+            run_lease_ttl: crate::scheduler::LEASE_TTL,
         }
     }
 }
@@ -451,6 +455,14 @@ impl Validator<'_> {
         if let Some(t) = raw.serve.header_timeout {
             serve.limits.header_timeout = humantime::parse_duration(t.get_ref())
                 .map_err(|e| self.err(&t, "serve.header_timeout", e))?;
+        }
+        if let Some(v) = &raw.serve.run_lease_ttl {
+            let key = "serve.run_lease_ttl";
+            let ttl = humantime::parse_duration(v.get_ref()).map_err(|e| self.err(v, key, e))?;
+            if ttl < Duration::from_secs(1) {
+                return Err(self.err(v, key, "at least 1s"));
+            }
+            serve.run_lease_ttl = ttl;
         }
         if let Some(mb) = raw.serve.max_body_mb.filter(|n| *n > 0) {
             serve.limits.max_body_bytes = mb.saturating_mul(1 << 20);

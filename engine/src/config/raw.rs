@@ -257,6 +257,7 @@ pub(crate) struct RawServe {
     pub(crate) header_timeout: Option<Spanned<String>>,
     pub(crate) max_body_mb: Option<usize>,
     pub(crate) max_streams: Option<u32>,
+    pub(crate) run_lease_ttl: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -568,6 +568,7 @@ max_connections = 10
 header_timeout = "2s"
 max_body_mb = 1
 max_streams = 8
+run_lease_ttl = "5s"
 
 [auth]
 logins_per_minute = 5
@@ -596,6 +597,7 @@ concurrent_logins = 1
     assert_eq!(s.max_connections, 10);
     assert_eq!(s.header_timeout, Duration::from_secs(2));
     assert_eq!((s.max_body_bytes, s.max_streams), (1 << 20, 8));
+    assert_eq!(p.serve.run_lease_ttl, Duration::from_secs(5));
     let t = &p.auth.throttle;
     assert_eq!(
         (t.logins_per_minute, t.signups_per_hour, t.lockout_after),
@@ -614,6 +616,13 @@ concurrent_logins = 1
     .to_string();
     assert!(
         err.contains("`query.server_memory_mb` = 1024 is less than"),
+        "{err}"
+    );
+    let err = load(dir.path(), "[serve]\nrun_lease_ttl = \"10ms\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("line 2: `serve.run_lease_ttl`: at least 1s"),
         "{err}"
     );
     let err = load(dir.path(), "[query]\nmax_depth = 0\n")

@@ -121,8 +121,8 @@ async fn each_tick_runs_once_across_replicas() {
         lake.latest_version(&crate::history::runs_table())
             .await
             .unwrap(),
-        Some(0),
-        "the run is recorded in _system.runs"
+        Some(1),
+        "the run is recorded in _system.runs: running at its start, then its end"
     );
 }
 
