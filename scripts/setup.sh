@@ -17,6 +17,18 @@ command -v python3 >/dev/null 2>&1 || apt_packages+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || apt_packages+=(python3-pip)
 command -v npm >/dev/null 2>&1 || apt_packages+=(nodejs npm)
 command -v redis-server >/dev/null 2>&1 || apt_packages+=(redis-server)
+# promtool (Debian package prometheus) checks the real /metrics output in the telemetry
+# test; its server is not needed, nor started by the tests.
+if ! command -v promtool >/dev/null 2>&1; then
+    say "apt: prometheus (for promtool)"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends prometheus
+    # Only the tool is wanted: the package's own server does not stay running.
+    if command -v systemctl >/dev/null 2>&1; then
+        $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
+fi
 if [ "${#apt_packages[@]}" -gt 0 ]; then
     say "apt: ${apt_packages[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -1,5 +1,6 @@
 //! Prometheus `/metrics`: request counts and latency histograms per route and status, cache
-//! hits / misses / errors, and whatever the engine records (runs, rows per step).
+//! hits / misses / errors, and whatever the engine and the Flight SQL server record (runs,
+//! steps, rows per table, scheduler lag, the run lease, Flight calls).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -10,13 +11,20 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use tracing::Instrument;
 
 use crate::Gateway;
 
 /// Latency buckets in seconds: 0.5 ms to 10 s.
 const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Buckets in seconds for runs, steps and scheduler lag: 50 ms to 2 h.
+const LONG_BUCKETS: [f64; 14] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 7200.0,
 ];
 
 /// How often histogram samples are folded into their buckets.
@@ -26,11 +34,18 @@ const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 pub fn handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
-        let builder = PrometheusBuilder::new();
-        let builder = match builder.set_buckets(&BUCKETS) {
+        let long = |b: PrometheusBuilder, name: &str| {
+            b.set_buckets_for_metric(Matcher::Full(name.to_string()), &LONG_BUCKETS)
+        };
+        let builder = PrometheusBuilder::new()
+            .set_buckets(&BUCKETS)
+            .and_then(|b| long(b, "assay_run_duration_seconds"))
+            .and_then(|b| long(b, "assay_step_duration_seconds"))
+            .and_then(|b| long(b, "assay_scheduler_lag_seconds"));
+        let builder = match builder {
             Ok(b) => b,
             Err(e) => {
-                tracing::warn!(error = %e, "latency buckets rejected; histograms render as summaries");
+                tracing::warn!(error = %e, "histogram buckets rejected; histograms render as summaries");
                 PrometheusBuilder::new()
             }
         };
@@ -39,6 +54,7 @@ pub fn handle() -> &'static PrometheusHandle {
         if metrics::set_global_recorder(recorder).is_err() {
             tracing::warn!("a metrics recorder was already installed; /metrics shows only this one");
         }
+        describe();
         // Histograms keep every sample until upkeep folds them into their buckets; without
         // it memory grows by ~20 bytes a request between scrapes (seen in the soak bench).
         let upkept = handle.clone();
@@ -55,6 +71,89 @@ pub fn handle() -> &'static PrometheusHandle {
         }
         handle
     })
+}
+
+/// The `# HELP` line of every metric the process records.
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "assay_http_requests_total",
+        "REST requests by method, route template and status"
+    );
+    describe_histogram!(
+        "assay_http_request_duration_seconds",
+        Unit::Seconds,
+        "REST request latency by method and route template"
+    );
+    describe_counter!(
+        "assay_http_connections_refused_total",
+        "REST connections closed at once because max_connections were open"
+    );
+    describe_counter!(
+        "assay_cache_hits_total",
+        "REST answers served from the cache"
+    );
+    describe_counter!(
+        "assay_cache_misses_total",
+        "REST answers computed because the cache had none"
+    );
+    describe_counter!(
+        "assay_cache_errors_total",
+        "Cache reads or writes that failed (the answer was computed)"
+    );
+    describe_counter!(
+        "assay_runs_total",
+        "Runs that ended, by status (succeeded, failed, abandoned)"
+    );
+    describe_histogram!(
+        "assay_run_duration_seconds",
+        Unit::Seconds,
+        "Run duration by status"
+    );
+    describe_counter!(
+        "assay_step_runs_total",
+        "Steps that ended, by table and status"
+    );
+    describe_histogram!(
+        "assay_step_duration_seconds",
+        Unit::Seconds,
+        "Step duration by table and status"
+    );
+    describe_counter!(
+        "assay_step_rows_written_total",
+        "Rows steps wrote, by table and status"
+    );
+    describe_counter!(
+        "assay_step_rows_rejected_total",
+        "Rows steps quarantined or rejected, by table and status"
+    );
+    describe_histogram!(
+        "assay_scheduler_lag_seconds",
+        Unit::Seconds,
+        "Delay from a schedule's tick to this server claiming it"
+    );
+    describe_counter!(
+        "assay_schedule_ticks_total",
+        "Ticks this server claimed, by schedule and outcome"
+    );
+    describe_gauge!(
+        "assay_schedule_next_fire_timestamp_seconds",
+        Unit::Seconds,
+        "When a schedule fires next (Unix time)"
+    );
+    describe_gauge!(
+        "assay_run_lease_held",
+        "1 while this server (holder) holds the lake-wide run lease"
+    );
+    describe_counter!(
+        "assay_flight_requests_total",
+        "Flight SQL calls by method and gRPC status"
+    );
+    describe_histogram!(
+        "assay_flight_request_duration_seconds",
+        Unit::Seconds,
+        "Flight SQL call duration by method, to the end of the response stream"
+    );
 }
 
 /// Route and status labels, interned: routes come from the router and statuses from a
@@ -114,16 +213,25 @@ fn handles(method: &'static str, route: &'static str, status: &'static str) -> H
     h
 }
 
-/// Counts and times every request by method, matched route and status.
+/// Counts and times every request by method, matched route and status, and runs it in an
+/// `http` span (method, route, user, status).
 pub(crate) async fn track(req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", |p| intern(p.as_str()));
     let method = method_label(req.method());
+    let span = tracing::info_span!(
+        "http",
+        method,
+        route,
+        user = tracing::field::Empty,
+        status = tracing::field::Empty
+    );
     let started = Instant::now();
-    let res = next.run(req).await;
+    let res = next.run(req).instrument(span.clone()).await;
     let status = intern(res.status().as_str());
+    span.record("status", status);
     let (count, duration) = handles(method, route, status);
     count.increment(1);
     duration.record(started.elapsed().as_secs_f64());

@@ -9,6 +9,7 @@ use assay_engine::dag::Pipeline;
 use assay_engine::session::LakeCatalog;
 use assay_engine::step::{Faults, Step, StepContext};
 use assay_engine::{Lake, history, runner};
+use tracing::Instrument;
 
 use crate::output;
 use crate::{Cli, Command};
@@ -104,6 +105,20 @@ async fn run(
     pipeline: &Pipeline,
     opts: RunOptions<'_>,
 ) -> Result<ExitCode> {
+    let run_id = uuid_v7();
+    let span = tracing::info_span!("run", run_id = %run_id, user = "cli", full_refresh = opts.full_refresh);
+    run_in_span(project, lake, pipeline, opts, run_id)
+        .instrument(span)
+        .await
+}
+
+async fn run_in_span(
+    project: &Project,
+    lake: Lake,
+    pipeline: &Pipeline,
+    opts: RunOptions<'_>,
+    run_id: String,
+) -> Result<ExitCode> {
     let selection = pipeline.selection(opts.select, opts.exclude)?;
     let config = assay_engine::config::RunConfig {
         fail_fast: opts.fail_fast,
@@ -115,7 +130,7 @@ async fn run(
     let ctx = StepContext {
         lake: lake.clone(),
         catalog,
-        run_id: uuid_v7(),
+        run_id,
         full_refresh: opts.full_refresh,
         faults: Faults::new(opts.faults),
     };

@@ -4,6 +4,7 @@
 mod commands;
 mod output;
 mod serve;
+mod telemetry;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -98,16 +99,6 @@ pub(crate) enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ASSAY_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().with_current_span(true).init(),
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -118,13 +109,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(commands::dispatch(cli)) {
+    let telemetry = {
+        let _inside = runtime.enter();
+        telemetry::Telemetry::init(cli.log_format)
+    };
+    let code = match runtime.block_on(commands::dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", render_error(&e));
             ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown();
+    code
 }
 
 /// The error and its causes, `: `-separated, leaving out a cause whose text the message

@@ -1,68 +1,146 @@
 //! What the commands print: progress, the run summary, the DAG and run history.
 
+use std::collections::HashMap;
 use std::io::IsTerminal;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use assay_engine::dag::Pipeline;
+use assay_engine::progress::Meter;
 use assay_engine::runner::{RunObserver, RunSummary, StepOutcome};
 use assay_engine::session::LakeCatalog;
 use assay_engine::{Lake, TableId};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use indicatif::{HumanBytes, HumanCount, MultiProgress, ProgressBar, ProgressStyle};
 
-/// Prints a line per step as it starts and ends on stderr: elapsed seconds on a terminal,
-/// a plain timestamped line per event otherwise (cron mail, CI logs).
+/// Progress on stderr. On a terminal: a live bar per running step (elapsed time, rows and
+/// bytes written so far) with a line per finished step above them. Otherwise one plain
+/// timestamped line per event (cron mail, CI logs).
 pub(crate) struct Progress {
-    tty: bool,
     start: Instant,
+    bars: Option<Bars>,
+}
+
+/// The live bars of the running steps, redrawn by a ticker thread.
+struct Bars {
+    multi: MultiProgress,
+    live: Arc<Mutex<HashMap<TableId, Live>>>,
+    stop: Arc<AtomicBool>,
+    ticker: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+struct Live {
+    bar: ProgressBar,
+    meter: Option<Arc<Meter>>,
+}
+
+/// How often the bars' rows and bytes are refreshed.
+const REFRESH: Duration = Duration::from_millis(200);
+
+impl Bars {
+    fn new() -> Bars {
+        let live: Arc<Mutex<HashMap<TableId, Live>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let (live, stop) = (Arc::clone(&live), Arc::clone(&stop));
+            std::thread::Builder::new()
+                .name("progress".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        if let Ok(live) = live.lock() {
+                            for l in live.values() {
+                                if let Some(m) = &l.meter {
+                                    l.bar.set_message(format!(
+                                        "{} rows  {}",
+                                        HumanCount(m.rows()),
+                                        HumanBytes(m.bytes())
+                                    ));
+                                }
+                            }
+                        }
+                        std::thread::sleep(REFRESH);
+                    }
+                })
+                .ok()
+        };
+        Bars {
+            multi: MultiProgress::new(),
+            live,
+            stop,
+            ticker: Mutex::new(ticker),
+        }
+    }
 }
 
 impl Progress {
     pub(crate) fn new() -> Self {
         Progress {
-            tty: std::io::stderr().is_terminal(),
             start: Instant::now(),
+            bars: std::io::stderr().is_terminal().then(Bars::new),
         }
     }
 
     pub(crate) fn done(&self) {
-        if self.tty {
+        if let Some(b) = &self.bars {
+            b.stop.store(true, Ordering::Relaxed);
+            if let Some(t) = b.ticker.lock().ok().and_then(|mut t| t.take()) {
+                let _ = t.join();
+            }
+            let _ = b.multi.clear();
             eprintln!("[{:>6.1}s] done", self.start.elapsed().as_secs_f64());
         }
     }
 
     fn line(&self, text: std::fmt::Arguments<'_>) {
         use std::io::Write;
-        let mut err = std::io::stderr().lock();
-        let _ = if self.tty {
-            writeln!(err, "[{:>6.1}s] {text}", self.start.elapsed().as_secs_f64())
-        } else {
-            let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-            writeln!(err, "{now} {text}")
-        };
+        match &self.bars {
+            Some(b) => {
+                let text = format!("[{:>6.1}s] {text}", self.start.elapsed().as_secs_f64());
+                // Above the bars, which are redrawn below it.
+                let _ = b.multi.println(text);
+            }
+            None => {
+                let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                let _ = writeln!(std::io::stderr().lock(), "{now} {text}");
+            }
+        }
     }
 }
 
 impl RunObserver for Progress {
     fn started(&self, table: &TableId) {
-        if self.tty {
-            self.line(format_args!("start  {table}"));
-        } else {
+        let Some(b) = &self.bars else {
             self.line(format_args!("started {table}"));
+            return;
+        };
+        let style = ProgressStyle::with_template("{spinner} {prefix:<32} {elapsed:>4}  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        let bar = b.multi.add(
+            ProgressBar::new_spinner()
+                .with_style(style)
+                .with_prefix(table.to_string()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(100));
+        if let Ok(mut live) = b.live.lock() {
+            live.insert(table.clone(), Live { bar, meter: None });
+        }
+    }
+
+    fn metering(&self, table: &TableId, meter: Arc<Meter>) {
+        if let Some(b) = &self.bars
+            && let Ok(mut live) = b.live.lock()
+            && let Some(l) = live.get_mut(table)
+        {
+            l.meter = Some(meter);
         }
     }
 
     fn finished(&self, o: &StepOutcome) {
         let ms = (o.ended_at - o.started_at).num_milliseconds();
-        if self.tty {
-            self.line(format_args!(
-                "{:<6} {} ({} rows)",
-                short(o.status.as_str()),
-                o.table,
-                o.report.rows_written
-            ));
-        } else {
+        let Some(b) = &self.bars else {
             self.line(format_args!(
                 "{} {} rows_in={} rows_written={} rows_rejected={} duration_ms={ms}",
                 o.status.as_str(),
@@ -71,7 +149,24 @@ impl RunObserver for Progress {
                 o.report.rows_written,
                 o.report.rows_rejected
             ));
+            return;
+        };
+        if let Some(l) = b
+            .live
+            .lock()
+            .ok()
+            .and_then(|mut live| live.remove(&o.table))
+        {
+            l.bar.finish_and_clear();
+            b.multi.remove(&l.bar);
         }
+        self.line(format_args!(
+            "{:<6} {} ({} rows, {:.1}s)",
+            short(o.status.as_str()),
+            o.table,
+            HumanCount(o.report.rows_written),
+            ms as f64 / 1000.0
+        ));
     }
 }
 

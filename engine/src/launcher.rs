@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::config::RunConfig;
 use crate::dag::Pipeline;
@@ -195,7 +196,11 @@ impl Launcher {
             Some(l) => {
                 let taken = l.store.acquire(&l.holder, &run.run_id, l.ttl).await;
                 match taken {
-                    Ok(Ok(lease)) => Some(lease),
+                    Ok(Ok(lease)) => {
+                        metrics::gauge!("assay_run_lease_held", "holder" => l.holder.clone())
+                            .set(1.0);
+                        Some(lease)
+                    }
                     Ok(Err(holder)) => {
                         self.clear();
                         return Err(LaunchError::BusyElsewhere(holder));
@@ -230,6 +235,7 @@ impl Launcher {
                     if let Err(e) = l.store.release(lease).await {
                         tracing::warn!(run_id = %run_id, error = %e, "cannot release the run lease; it lapses by itself");
                     }
+                    metrics::gauge!("assay_run_lease_held", "holder" => l.holder.clone()).set(0.0);
                     outcome
                 }
                 _ => this.execute(&run_id, selection, full_refresh, &by).await,
@@ -250,6 +256,19 @@ impl Launcher {
     }
 
     async fn execute(
+        &self,
+        run_id: &str,
+        selection: Option<std::collections::BTreeSet<TableId>>,
+        full_refresh: bool,
+        by: &str,
+    ) -> crate::Result<()> {
+        let span = tracing::info_span!("run", run_id, user = by, full_refresh);
+        self.execute_in_span(run_id, selection, full_refresh, by)
+            .instrument(span)
+            .await
+    }
+
+    async fn execute_in_span(
         &self,
         run_id: &str,
         selection: Option<std::collections::BTreeSet<TableId>>,

@@ -10,6 +10,7 @@
 //! - [`session::LakeCatalog`]: a DataFusion catalog with schemas `bronze`, `silver`, `gold`,
 //!   `_system` that resolves the latest snapshot per query;
 //! - [`step::Step`], [`dag::Pipeline`] and [`runner`]: the DAG of steps and how it runs;
+//!   [`progress`]: rows and bytes a running step has written so far;
 //! - [`stream`]: a step's inputs, one streamed incrementally and the others whole;
 //! - [`history`]: `_system.runs` and `_system.expectations`; [`launcher`]: runs a server
 //!   starts in the background (`POST /runs`); [`scheduler`]: the `[[schedule]]` ticks
@@ -38,6 +39,7 @@ pub mod fuzz;
 pub mod history;
 pub mod identity;
 pub mod launcher;
+pub mod progress;
 pub mod query;
 pub mod runner;
 pub mod scheduler;

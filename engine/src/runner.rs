@@ -113,6 +113,8 @@ pub trait RunObserver: Send + Sync {
     fn started(&self, _table: &TableId) {}
     /// A step finished.
     fn finished(&self, _outcome: &StepOutcome) {}
+    /// The meter of a step that just started: rows and bytes written so far.
+    fn metering(&self, _table: &TableId, _meter: Arc<crate::progress::Meter>) {}
 }
 
 /// An observer that does nothing.
@@ -182,7 +184,17 @@ pub async fn run(
                 observer.started(step.table());
                 let ctx = Arc::clone(&ctx);
                 let config = config.clone();
-                let handle = tasks.spawn(async move { run_step(step, &ctx, &config).await });
+                // A child of the caller's `run` span (its context when this is polled).
+                let span = tracing::info_span!(
+                    "step",
+                    table = %table,
+                    layer = table.layer.as_str(),
+                    run_id = %ctx.run_id
+                );
+                let meter = Arc::new(crate::progress::Meter::default());
+                observer.metering(&table, Arc::clone(&meter));
+                let run = async move { run_step(step, &ctx, &config).await };
+                let handle = tasks.spawn(crate::progress::metered(meter, run).instrument(span));
                 running.insert(handle.id(), table);
                 continue;
             }
@@ -247,8 +259,7 @@ async fn run_step(step: Arc<dyn Step>, ctx: &StepContext, config: &RunConfig) ->
     let clock = Instant::now();
     let (status, report, error) = loop {
         attempts += 1;
-        let span =
-            tracing::info_span!("step", table = %table, run_id = %ctx.run_id, attempt = attempts);
+        let span = tracing::info_span!("attempt", attempt = attempts);
         let attempt = AssertUnwindSafe(step.run(ctx).instrument(span)).catch_unwind();
         let result = tokio::time::timeout(timeout, attempt).await;
         match result {

@@ -188,6 +188,12 @@ impl Scheduler {
                 .iter()
                 .filter_map(|s| s.next_after(cursor[&s.name]))
                 .min();
+            for s in &self.schedules {
+                if let Some(t) = s.next_after(cursor[&s.name]) {
+                    metrics::gauge!("assay_schedule_next_fire_timestamp_seconds", "schedule" => s.name.clone())
+                        .set(t.timestamp() as f64);
+                }
+            }
             let Some(next) = next else {
                 tracing::info!("no schedule fires again");
                 return;
@@ -281,9 +287,19 @@ impl Scheduler {
                 }
             }
         }
+        let lag = (record.claimed_at - tick).as_seconds_f64().max(0.0);
+        metrics::histogram!("assay_scheduler_lag_seconds", "schedule" => s.name.clone())
+            .record(lag);
+        let outcome = serde_json::to_value(&record.outcome)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        metrics::counter!("assay_schedule_ticks_total", "schedule" => s.name.clone(), "outcome" => outcome)
+            .increment(1);
         tracing::info!(
             schedule = %s.name,
             %tick,
+            lag_seconds = lag,
             outcome = ?record.outcome,
             run_id = record.run_id.as_deref().unwrap_or("-"),
             "schedule fired"

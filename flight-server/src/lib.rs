@@ -9,6 +9,7 @@
 mod auth;
 mod error;
 mod metadata;
+mod observe;
 mod prepared;
 mod results;
 mod service;
@@ -67,7 +68,7 @@ pub async fn serve(
         .max_concurrent_streams(Some(limits.max_streams))
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(limits.header_timeout))
-        .add_service(FlightServiceServer::new(service))
+        .add_service(observe::Observed::new(FlightServiceServer::new(service)))
         .serve_with_incoming_shutdown(incoming.map(|r: std::io::Result<Slotted>| r), shutdown)
         .await
 }

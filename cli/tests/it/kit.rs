@@ -249,3 +249,28 @@ pub(crate) fn root_bearer(port: u16) -> String {
     let login: serde_json::Value = serde_json::from_str(&body).unwrap();
     format!("Bearer {}", login["token"].as_str().unwrap())
 }
+
+/// Runs `sql` as root over Flight SQL with the real ADBC driver (Python) and returns the
+/// first column of the first row as Python prints it.
+pub(crate) fn adbc_scalar(uri: &str, sql: &str) -> String {
+    const SCRIPT: &str = r#"
+import sys, os
+import adbc_driver_flightsql.dbapi as fs
+with fs.connect(sys.argv[1], db_kwargs={"username": "root", "password": "pw-123456"}) as conn:
+    cur = conn.cursor()
+    cur.execute(sys.argv[2])
+    print(cur.fetch_arrow_table().column(0).to_pylist()[0], flush=True)
+os._exit(0)
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", SCRIPT, uri, sql])
+        .output()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        out.status.success(),
+        "{answer}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    answer
+}

@@ -40,3 +40,4 @@ mod loads;
 mod recovery;
 mod schedules;
 mod serve;
+mod telemetry;

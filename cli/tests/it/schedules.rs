@@ -348,3 +348,143 @@ fn a_failed_run_alerts_its_webhook_with_retries() {
         "sent once"
     );
 }
+
+fn big_csv(rows: usize) -> String {
+    let mut csv = String::from("id,name,amount\n");
+    for i in 0..rows {
+        csv.push_str(&format!("{i},name-{i},{}.25\n", i % 977));
+    }
+    csv
+}
+
+fn run_status(port: u16, auth: &[(&str, &str)], run_id: &str) -> serde_json::Value {
+    let (status, body) = assay_testkit::http(port, "GET", &format!("/api/v1/runs/{run_id}"), auth);
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[tokio::test]
+async fn a_server_killed_mid_run_is_taken_over_after_its_lease_lapses_and_its_run_marked_abandoned()
+{
+    let f = Fixture::with_config(
+        r#"
+[serve]
+run_lease_ttl = "2s"
+
+[[bronze]]
+name = "big"
+source = { kind = "files", path = "data/big/*.csv" }
+"#,
+    );
+    for part in 0..4 {
+        f.write(&format!("data/big/{part}.csv"), &big_csv(300_000));
+    }
+    let mut a = f.serve_as_root(Stdio::null());
+    let b = f.serve_as_root(Stdio::null());
+    let bearer_a = bearer(a.port);
+    let bearer = bearer(b.port);
+    let auth = [
+        ("Authorization", bearer.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let auth_a = [
+        ("Authorization", bearer_a.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let (status, body) =
+        assay_testkit::http_with_body(a.port, "POST", "/api/v1/runs", &auth_a, "{}");
+    assert_eq!(status, 202, "{body}");
+    let first: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let first = first["run_id"].as_str().unwrap().to_string();
+    // The other server sees the run in the lake as `running`, then the holder dies.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, _) =
+            assay_testkit::http(b.port, "GET", &format!("/api/v1/runs/{first}"), &auth);
+        if status == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no running row");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(run_status(b.port, &auth, &first)["status"], "running");
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+
+    // Its lease holds until it lapses; then the other server runs.
+    let (status, body) = assay_testkit::http_with_body(b.port, "POST", "/api/v1/runs", &auth, "{}");
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains(&first), "{body}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let second = loop {
+        let (status, body) =
+            assay_testkit::http_with_body(b.port, "POST", "/api/v1/runs", &auth, "{}");
+        if status == 202 {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            break v["run_id"].as_str().unwrap().to_string();
+        }
+        assert_eq!(status, 409, "{body}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lease never lapsed: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while run_status(b.port, &auth, &second)["status"] == "running" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second run did not end"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(run_status(b.port, &auth, &second)["status"], "succeeded");
+    let dead = run_status(b.port, &auth, &first);
+    assert_eq!(dead["status"], "abandoned", "{dead}");
+    let why = dead["error"].as_str().unwrap();
+    assert!(why.contains("stopped before recording its end"), "{why}");
+    assert!(why.contains(&second), "{why}");
+    // Exactly once: the killed run's partial work is neither lost nor doubled.
+    assert_eq!(f.count("bronze.big").await, 1_200_000);
+    b.stop();
+}
+
+#[test]
+fn on_a_terminal_running_steps_show_live_bars_with_rows_and_bytes() {
+    let f = Fixture::with_config(
+        r#"
+[[bronze]]
+name = "big"
+source = { kind = "files", path = "data/big/*.csv" }
+"#,
+    );
+    f.write("data/big/1.csv", &big_csv(400_000));
+    // `script` gives the command a pseudo-terminal; its output is what the terminal showed.
+    let cmd = f.command(&["run"]);
+    let line = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| format!("'{}'", a.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &line, "/dev/null"])
+        .env("TERM", "xterm")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    // The bar: table, elapsed, rows and bytes so far (bytes only ever show on a bar).
+    assert!(screen.contains("bronze.big"), "{screen}");
+    assert!(
+        screen.contains(" rows  ") && screen.contains("iB"),
+        "a live bar with rows and bytes:\n{screen}"
+    );
+    // Then the step's line, the end and the summary table.
+    assert!(
+        screen.contains("ok     bronze.big (400,000 rows, "),
+        "{screen}"
+    );
+    assert!(screen.contains("] done"), "{screen}");
+    assert!(screen.contains("rows written"), "{screen}");
+}

@@ -1,19 +1,9 @@
 //! `assay serve`: the example's gold tables over Flight SQL to the real ADBC driver, and a
 //! clean stop on SIGTERM.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use crate::kit::{Fixture, root_bearer as bearer};
-
-const QUERY: &str = r#"
-import sys, os
-import adbc_driver_flightsql.dbapi as fs
-with fs.connect(sys.argv[1], db_kwargs={"username": "root", "password": "pw-123456"}) as conn:
-    cur = conn.cursor()
-    cur.execute("SELECT SUM(revenue) AS total FROM gold.daily_revenue")
-    print(cur.fetch_arrow_table().column("total").to_pylist()[0], flush=True)
-os._exit(0)
-"#;
 
 /// A running `assay serve` on free ports, caching in-process, with the bootstrap admin.
 fn start_serve(f: &Fixture) -> assay_testkit::Served {
@@ -34,17 +24,9 @@ fn serve_answers_flight_sql_and_stops_on_sigterm() {
     f.run_ok(&[]);
     let served = start_serve(&f);
     let (uri, port) = (served.flight.clone(), served.port);
-    let out = Command::new("python3")
-        .args(["-c", QUERY, &uri])
-        .output()
-        .unwrap();
-    let answer = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{answer}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(answer.trim(), "407.20");
+    let answer =
+        crate::kit::adbc_scalar(&uri, "SELECT SUM(revenue) AS total FROM gold.daily_revenue");
+    assert_eq!(answer, "407.20");
     // The same users and the same lake over REST.
     let (status, body) = assay_testkit::http(port, "GET", "/health", &[]);
     assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));

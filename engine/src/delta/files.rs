@@ -134,6 +134,10 @@ impl FileWriter {
         let Some(w) = self.writer.as_mut() else {
             return Ok(());
         };
+        crate::progress::add(
+            batch.num_rows() as u64,
+            batch.get_array_memory_size() as u64,
+        );
         let r = w.write_with_mode(batch, mode).await;
         r.map_err(|e| self.err(e))
     }

@@ -255,6 +255,7 @@ fn store_failed(e: crate::EngineError) -> ServiceError {
 impl LakeService for Core {
     async fn login(&self, user: &str, password: &str, client: Option<IpAddr>) -> Result<Login> {
         let principal = self.policy.authenticate(user, password, client).await?;
+        tracing::Span::current().record("user", principal.name.as_str());
         let token = self.policy.issue_token(&principal)?;
         Ok(Login {
             token,
@@ -266,7 +267,10 @@ impl LakeService for Core {
     }
 
     async fn principal(&self, token: &str) -> Result<Principal> {
-        Ok(self.policy.verify_token(token).await?)
+        let principal = self.policy.verify_token(token).await?;
+        // The request's span (HTTP or Flight) names who made it.
+        tracing::Span::current().record("user", principal.name.as_str());
+        Ok(principal)
     }
 
     fn layers(&self, p: &Principal) -> Vec<Layer> {

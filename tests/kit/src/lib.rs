@@ -1,6 +1,6 @@
 //! Test kit shared by the crates' integration tests: real servers started on free loopback
 //! ports in temp dirs and stopped when dropped — `moto_server` for S3 and Azurite for Azure
-//! Blob Storage — and the lake settings that point Assay at them.
+//! Blob Storage, an OTLP trace receiver — and the lake settings that point Assay at them.
 //!
 //! `scripts/setup.sh` installs both (`pip install 'moto[server]' azure-storage-blob`,
 //! `npm install -g azurite`). A missing server program is a test failure that says so,
@@ -8,8 +8,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod fake;
+mod otlp;
 
 pub use fake::{FAKE_TOKEN, Failing, KINDS};
+pub use otlp::{OtlpReceiver, ReceivedSpan};
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
