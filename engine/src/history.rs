@@ -276,7 +276,7 @@ pub async fn record(lake: &Lake, summary: &RunSummary) -> Result<()> {
         let df = ctx
             .read_batch(runs_batch(summary)?)
             .map_err(|e| EngineError::query(runs_table(), e))?;
-        let written = if lake.open(&runs_table()).await?.is_some() {
+        let written = if lake.latest_version(&runs_table()).await?.is_some() {
             let this_run = col("run_id").eq(lit(summary.run_id.clone()));
             replace_where(lake, &runs_table(), df, this_run, &[], &info).await
         } else {

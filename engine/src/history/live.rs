@@ -6,13 +6,11 @@
 
 use std::time::Duration;
 
-use arrow::array::{Array, AsArray};
-use arrow::datatypes::{DataType, TimestampMicrosecondType};
 use chrono::{DateTime, Utc};
-use datafusion::prelude::{SessionContext, col, lit};
+use datafusion::prelude::SessionContext;
 
 use super::{RunRow, batch_of, runs_table};
-use crate::delta::{self, CommitInfo, Merge, WriteMode, write_frame};
+use crate::delta::{CommitInfo, Merge, WriteMode, write_frame};
 use crate::error::{EngineError, Result};
 use crate::scheduler::{Heartbeat, ScheduleStore, host_name};
 use crate::storage::Lake;
@@ -46,10 +44,11 @@ impl Drop for Pulse {
     }
 }
 
-fn heartbeat(run_id: &str, ttl: Duration) -> Heartbeat {
+fn heartbeat(run_id: &str, started_at: DateTime<Utc>, ttl: Duration) -> Heartbeat {
     let at = Utc::now();
     Heartbeat {
         run_id: run_id.to_string(),
+        started_at,
         host: host_name(),
         pid: std::process::id(),
         at,
@@ -74,14 +73,14 @@ pub(crate) async fn begin_with(
     ttl: Duration,
 ) -> Result<Pulse> {
     let store = ScheduleStore::new(lake)?;
-    store.beat(&heartbeat(run_id, ttl)).await?;
+    store.beat(&heartbeat(run_id, started_at, ttl)).await?;
     let task = {
         let store = store.clone();
         let run_id = run_id.to_string();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(ttl / 3).await;
-                if let Err(e) = store.beat(&heartbeat(&run_id, ttl)).await {
+                if let Err(e) = store.beat(&heartbeat(&run_id, started_at, ttl)).await {
                     tracing::warn!(run_id = %run_id, error = %e, "cannot renew the run's heartbeat");
                 }
             }
@@ -92,7 +91,7 @@ pub(crate) async fn begin_with(
         store: store.clone(),
         task,
     };
-    let abandoned = abandoned(lake, &store, run_id).await?;
+    let abandoned = abandoned(&store, run_id).await?;
     let id = runs_table();
     let info = CommitInfo::new(Vec::new(), run_id);
     let mut rows = abandoned.clone();
@@ -101,8 +100,13 @@ pub(crate) async fn begin_with(
     let source = ctx
         .read_batch(batch_of(&rows)?)
         .map_err(|e| EngineError::query(&id, e))?;
-    match lake.open(&id).await? {
-        Some(target) if !abandoned.is_empty() => {
+    let target = if abandoned.is_empty() {
+        None
+    } else {
+        lake.open(&id).await?
+    };
+    match target {
+        Some(target) => {
             // A run that recorded its end meanwhile keeps its row: only `running` rows change.
             let keys = ["run_id".to_string(), "kind".to_string()];
             Merge::new(&id, target, source, &keys)
@@ -110,7 +114,7 @@ pub(crate) async fn begin_with(
                 .commit(&info)
                 .await?;
         }
-        _ => {
+        None => {
             write_frame(lake, &id, source, WriteMode::Append, &[], &info).await?;
         }
     }
@@ -124,63 +128,28 @@ pub(crate) async fn begin_with(
     Ok(pulse)
 }
 
-/// The `running` runs other than `own` whose process is gone, as `abandoned` rows.
-async fn abandoned(lake: &Lake, store: &ScheduleStore, own: &str) -> Result<Vec<RunRow>> {
-    let id = runs_table();
-    let Some(table) = lake.open(&id).await? else {
-        return Ok(Vec::new());
-    };
-    let ctx = SessionContext::new();
-    let query = |e| EngineError::query(&id, e);
-    let batches = delta::scan(&id, &table, &ctx, None)
-        .await?
-        .filter(
-            col("kind")
-                .eq(lit("run"))
-                .and(col("status").eq(lit("running"))),
-        )
-        .and_then(|df| df.select_columns(&["run_id", "started_at"]))
-        .map_err(query)?
-        .collect()
-        .await
-        .map_err(query)?;
-    let mut found = Vec::new();
+/// The runs other than `own` whose heartbeat lapsed or whose process on this host is gone,
+/// as `abandoned` rows. (A run writes its heartbeat before its `running` row and deletes it
+/// after its end, so the heartbeats are the runs that may still be `running`; one whose row
+/// already ended keeps that row, see the MERGE.)
+async fn abandoned(store: &ScheduleStore, own: &str) -> Result<Vec<RunRow>> {
     let now = Utc::now();
-    for batch in &batches {
-        let cast = |i: usize, to: &DataType| {
-            arrow::compute::cast(batch.column(i), to).map_err(|e| query(e.into()))
-        };
-        let ids = cast(0, &DataType::Utf8)?;
-        let ids = ids.as_string::<i32>();
-        let starts = cast(1, &super::ts())?;
-        let starts = starts.as_primitive::<TimestampMicrosecondType>();
-        for i in 0..batch.num_rows() {
-            let run_id = ids.value(i);
-            if run_id == own || starts.is_null(i) {
-                continue;
-            }
-            let started = DateTime::from_timestamp_micros(starts.value(i)).unwrap_or(now);
-            let beat = store.heartbeat(run_id).await?;
-            let dead = match &beat {
-                None => true,
-                Some(b) => b.expires_at <= now || (b.host == host_name() && !alive(b.pid)),
-            };
-            if !dead {
-                continue;
-            }
-            let (ended, by) = match &beat {
-                Some(b) => (b.at.max(started), format!("{} pid {}", b.host, b.pid)),
-                None => (now, "unknown".to_string()),
-            };
-            found.push(RunRow {
-                status: "abandoned".into(),
-                ended_at: ended,
-                error: Some(format!(
-                    "abandoned: the process running it ({by}) stopped before recording its end; found by run {own}"
-                )),
-                ..RunRow::running(run_id, started)
-            });
+    let here = host_name();
+    let mut found = Vec::new();
+    for b in store.heartbeats().await? {
+        let dead = b.expires_at <= now || (b.host == here && !alive(b.pid));
+        if b.run_id == own || !dead {
+            continue;
         }
+        found.push(RunRow {
+            status: "abandoned".into(),
+            ended_at: b.at.max(b.started_at),
+            error: Some(format!(
+                "abandoned: the process running it ({} pid {}) stopped before recording its end; found by run {own}",
+                b.host, b.pid
+            )),
+            ..RunRow::running(&b.run_id, b.started_at)
+        });
     }
     Ok(found)
 }

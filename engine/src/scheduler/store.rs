@@ -53,6 +53,8 @@ impl LeaseRecord {
 pub struct Heartbeat {
     /// The run.
     pub run_id: String,
+    /// When the run started.
+    pub started_at: DateTime<Utc>,
     /// The host of the process running it.
     pub host: String,
     /// That process's id.
@@ -355,6 +357,29 @@ impl ScheduleStore {
     /// The store failed.
     pub async fn heartbeat(&self, run_id: &str) -> Result<Option<Heartbeat>> {
         self.read(&self.heartbeat_path(run_id)).await
+    }
+
+    /// Every heartbeat in the lake: the runs in progress, and those that died.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn heartbeats(&self) -> Result<Vec<Heartbeat>> {
+        let prefix = self.path(&["live"]);
+        let paths: Vec<Path> = self
+            .store
+            .list(Some(&prefix))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut beats = Vec::with_capacity(paths.len());
+        for p in &paths {
+            // A heartbeat deleted since the listing is a run that ended meanwhile.
+            if let Some(b) = self.read(p).await? {
+                beats.push(b);
+            }
+        }
+        Ok(beats)
     }
 
     /// Deletes a run's heartbeat (the run is recorded, or was found abandoned).

@@ -644,6 +644,17 @@ pub fn serve(mut cmd: Command) -> Served {
     }
 }
 
+/// A test that fails before stopping its server does not leave it running (a server with
+/// schedules would go on firing them).
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Served {
     /// Sends SIGTERM and returns how the process exited.
     pub fn stop(mut self) -> std::process::ExitStatus {

@@ -1,9 +1,12 @@
 use std::time::Duration;
 
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::DataType;
 use chrono::Utc;
 use datafusion::prelude::{SessionContext, col, lit};
 
 use super::*;
+use crate::delta;
 use crate::history::record;
 use crate::runner::RunSummary;
 
@@ -159,4 +162,21 @@ fn alive_tells_running_from_exited_and_zombie_processes() {
     assert!(!alive(child.id()));
     child.wait().unwrap();
     assert!(!alive(child.id()));
+}
+
+#[tokio::test]
+async fn a_run_that_died_before_its_running_row_is_recorded_as_abandoned() {
+    let (_dir, lake) = lake();
+    let store = ScheduleStore::new(&lake).unwrap();
+    let dead = run_id();
+    let mut beat = heartbeat(&dead, Utc::now(), Duration::from_secs(30));
+    beat.expires_at = Utc::now() - chrono::Duration::seconds(1);
+    store.beat(&beat).await.unwrap();
+    let next = run_id();
+    let pulse = begin(&lake, &next, Utc::now()).await.unwrap();
+    let rows = rows_of_run(&lake, &dead).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].1, "abandoned");
+    assert!(store.heartbeat(&dead).await.unwrap().is_none());
+    pulse.stop().await;
 }
