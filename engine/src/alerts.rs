@@ -18,9 +18,6 @@ use crate::runner::{RunSummary, StepStatus};
 /// Alerts waiting to be sent at most; more are dropped with a warning.
 pub const QUEUE: usize = 256;
 
-/// The longest wait a `Retry-After` header may ask for.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
-
 /// A failed step in an alert.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FailedStep {
@@ -210,15 +207,6 @@ impl Alerter {
     }
 }
 
-/// The wait before attempt `n + 1` (n >= 1): `backoff * 2^(n-1)`, plus up to a quarter of
-/// it at random.
-fn wait_before(backoff: Duration, n: u32) -> Duration {
-    let base = backoff.saturating_mul(1 << (n - 1).min(16));
-    let quarter = (base.as_millis() / 4).max(1) as u64;
-    let jitter = (uuid::Uuid::new_v4().as_u128() % u128::from(quarter)) as u64;
-    base + Duration::from_millis(jitter)
-}
-
 /// POSTs one alert, retrying as configured; logs the outcome (never the header values).
 /// Returns the attempts made and whether one was answered 2xx.
 pub async fn deliver(
@@ -249,14 +237,9 @@ pub async fn deliver(
             }
             Ok(r) => {
                 let status = r.status();
-                let after = r
-                    .headers()
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
+                let after = crate::retry::retry_after(r.headers());
                 tracing::warn!(alert = %alert.name, %status, attempt, "alert refused");
-                (status.is_server_error() || status.as_u16() == 429, after)
+                (crate::retry::retryable(status), after)
             }
             Err(e) => {
                 // reqwest's error text names the URL, never the headers.
@@ -268,7 +251,10 @@ pub async fn deliver(
             tracing::error!(alert = %alert.name, run_id = %body.run_id, attempts = attempt, "alert given up");
             return (attempt, false);
         }
-        tokio::time::sleep(after.unwrap_or_else(|| wait_before(alert.backoff, attempt))).await;
+        tokio::time::sleep(
+            after.unwrap_or_else(|| crate::retry::wait_before(alert.backoff, attempt)),
+        )
+        .await;
     }
 }
 

@@ -41,6 +41,7 @@ pub mod identity;
 pub mod launcher;
 pub mod progress;
 pub mod query;
+pub mod retry;
 pub mod runner;
 pub mod scheduler;
 pub mod service;

@@ -40,4 +40,5 @@ mod loads;
 mod recovery;
 mod schedules;
 mod serve;
+mod sources;
 mod telemetry;

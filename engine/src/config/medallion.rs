@@ -83,6 +83,8 @@ pub enum SourceConfig {
         /// CSV options.
         csv: CsvOptions,
     },
+    /// A JSON API, page by page.
+    Http(Box<super::HttpSource>),
 }
 
 /// What happens to a row that breaks an expectation.
@@ -273,6 +275,11 @@ impl Validator<'_> {
                     csv,
                 }
             }
+            RawSource::Http(raw) => SourceConfig::Http(Box::new(self.http_source(
+                &b.name,
+                &format!("{key}.source"),
+                *raw,
+            )?)),
         };
         Ok(BronzeConfig {
             name: b.name.into_inner(),

@@ -5,6 +5,7 @@
 
 mod alert;
 mod audit;
+mod http;
 mod medallion;
 mod raw;
 mod schedule;
@@ -17,6 +18,7 @@ use toml::Spanned;
 
 pub use alert::{AlertConfig, AlertEvent};
 pub use audit::{Audit, Check};
+pub use http::{HttpAuth, HttpFormat, HttpIncremental, HttpSource, Pagination};
 pub use medallion::{
     Action, BronzeConfig, ConfigExpr, CsvOptions, Expectation, FileFormat, GoldConfig, History,
     Incremental, OnError, SCD2_COLUMNS, SilverConfig, SilverInput, SourceConfig, Strategy,

@@ -157,6 +157,7 @@ pub(crate) enum RawSource {
         #[serde(default)]
         csv: super::CsvOptions,
     },
+    Http(Box<super::http::RawHttp>),
 }
 
 #[derive(Debug, Deserialize)]

@@ -44,7 +44,9 @@ on_violation = "drop"
     assert_eq!(p.lake_root, "s3://bucket/lake");
     assert_eq!(p.run.retries, 5);
     assert_eq!(p.run.step_timeout, Duration::from_secs(600));
-    let SourceConfig::Files { pattern, csv, .. } = &p.bronze[0].source;
+    let SourceConfig::Files { pattern, csv, .. } = &p.bronze[0].source else {
+        panic!("a files source")
+    };
     assert!(
         pattern.starts_with("file:///") && pattern.ends_with("/data/*.csv"),
         "{pattern}"

@@ -284,7 +284,7 @@ pub async fn commit_files(
                 WriteMode::Append => current.fields().len() != schema.fields().len(),
                 WriteMode::Overwrite => current.fields() != schema.fields(),
             };
-            if changed || partitions_changed {
+            if changed || partitions_changed || !info.table_properties.is_empty() {
                 let metadata = snap
                     .metadata()
                     .clone()
@@ -292,6 +292,7 @@ pub async fn commit_files(
                     .map_err(|e| err(e.into()))?;
                 let metadata =
                     with_partition_columns(metadata, &files.partition_by).map_err(err)?;
+                let metadata = with_properties(metadata, &info.table_properties).map_err(err)?;
                 actions.push(Action::Metadata(metadata));
             }
             if mode == WriteMode::Overwrite {
@@ -312,7 +313,7 @@ pub async fn commit_files(
             let metadata = new_metadata(
                 &kernel_schema,
                 files.partition_by.clone(),
-                Vec::<(String, String)>::new(),
+                info.table_properties.clone(),
             )
             .map_err(|e| err(e.into()))?
             .with_name(id.to_string())
@@ -356,6 +357,21 @@ fn with_partition_columns(
     }
     let mut value = serde_json::to_value(&metadata)?;
     value["partitionColumns"] = serde_json::json!(columns);
+    Ok(serde_json::from_value(value)?)
+}
+
+/// `metadata` with `properties` set in its configuration.
+fn with_properties(
+    metadata: deltalake::kernel::Metadata,
+    properties: &[(String, String)],
+) -> deltalake::DeltaResult<deltalake::kernel::Metadata> {
+    if properties.is_empty() {
+        return Ok(metadata);
+    }
+    let mut value = serde_json::to_value(&metadata)?;
+    for (k, v) in properties {
+        value["configuration"][k] = serde_json::Value::from(v.clone());
+    }
     Ok(serde_json::from_value(value)?)
 }
 

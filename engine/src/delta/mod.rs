@@ -146,6 +146,9 @@ pub struct CommitInfo {
     pub transactions: Vec<(String, i64)>,
     /// Extra commit metadata (run id, step, metrics).
     pub metadata: HashMap<String, Value>,
+    /// Table properties set in the same commit (a source's cursor): kept in the table's
+    /// metadata, so checkpoints and log cleanup never lose them.
+    pub table_properties: Vec<(String, String)>,
 }
 
 impl CommitInfo {
@@ -156,7 +159,14 @@ impl CommitInfo {
         CommitInfo {
             transactions,
             metadata,
+            table_properties: Vec::new(),
         }
+    }
+
+    /// Sets a table property in the same commit (see [`table_property`]).
+    pub fn with_table_property(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.table_properties.push((key.to_string(), value.into()));
+        self
     }
 
     /// Adds a fact to the commit metadata.
@@ -476,6 +486,13 @@ async fn write(
         builder = builder.with_partition_columns(partition_by.to_vec());
     }
     builder.await.map_err(|e| EngineError::delta(id, e))
+}
+
+/// A table property of the table's loaded snapshot (e.g. a cursor a commit set with
+/// [`CommitInfo::with_table_property`]).
+pub fn table_property(table: &DeltaTable, key: &str) -> Option<String> {
+    let snap = table.snapshot().ok()?;
+    snap.metadata().configuration().get(key).cloned()
 }
 
 /// When the table's latest commit was made, in microseconds since the epoch.

@@ -51,6 +51,17 @@ pub enum BronzeError {
         /// Why it cannot be used.
         message: String,
     },
+    /// An HTTP source failed (after its retries): unreachable, refused, not JSON, too many
+    /// pages. Never names a secret.
+    #[error("{method} {url}: {message}")]
+    Http {
+        /// The request method.
+        method: String,
+        /// The page's URL.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
     /// Building or writing batches failed.
     #[error("table {table}: {source}")]
     Write {

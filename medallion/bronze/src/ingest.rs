@@ -51,8 +51,8 @@ impl Step for BronzeStep {
     }
 }
 
-struct Lineage {
-    batch_id: String,
+pub(crate) struct Lineage {
+    pub(crate) batch_id: String,
     ingested_at: i64,
 }
 
@@ -126,34 +126,36 @@ impl Lineage {
 }
 
 /// Counts and writers of one ingest.
-struct Sink<'a> {
+pub(crate) struct Sink<'a> {
     step: &'a BronzeStep,
-    lineage: Lineage,
+    pub(crate) lineage: Lineage,
     main: FileWriter,
     rejected: FileWriter,
-    report: StepReport,
+    pub(crate) report: StepReport,
 }
 
 impl Sink<'_> {
-    async fn chunk(&mut self, file: &SourceFile, chunk: Chunk) -> Result<()> {
+    /// Writes one parsed chunk of `source` (a file or page URL): rows to the table, rejects
+    /// to the rejected table (or the step fails, per `on_error`).
+    pub(crate) async fn chunk(&mut self, source: &str, chunk: Chunk) -> Result<()> {
         self.report.rows_in += chunk.records;
         if let Some(first) = chunk.rejects.first()
             && self.step.config.on_error == OnError::Fail
         {
             return Err(BronzeError::Malformed {
-                file: file.url.clone(),
+                file: source.to_string(),
                 line: first.line,
                 reason: first.reason.clone(),
             });
         }
         if !chunk.rejects.is_empty() {
             self.report.rows_rejected += chunk.rejects.len() as u64;
-            let batch = self.lineage.rejects(&file.url, &chunk.rejects)?;
+            let batch = self.lineage.rejects(source, &chunk.rejects)?;
             self.rejected.write(batch).await?;
         }
         if let Some(batch) = chunk.batch {
             self.report.rows_written += batch.num_rows() as u64;
-            let batch = self.lineage.extend(batch, &file.url)?;
+            let batch = self.lineage.extend(batch, source)?;
             self.main.write(batch).await?;
         }
         Ok(())
@@ -172,7 +174,7 @@ impl Sink<'_> {
                     let rejects = Vec::new();
                     let batch = Some(batch);
                     self.chunk(
-                        file,
+                        &file.url,
                         Chunk {
                             batch,
                             rejects,
@@ -245,7 +247,7 @@ impl Sink<'_> {
         let mut outcome = Ok(());
         while let Some(msg) = rx.recv().await {
             outcome = match msg {
-                Ok(chunk) => self.chunk(file, chunk).await,
+                Ok(chunk) => self.chunk(&file.url, chunk).await,
                 Err(e) => self.file_error(file, e).await,
             };
             if outcome.is_err() {
@@ -275,46 +277,59 @@ impl Sink<'_> {
                     }],
                     records: 0,
                 };
-                self.chunk(file, chunk).await
+                self.chunk(&file.url, chunk).await
             }
         }
     }
 }
 
+/// The tables one ingest writes, as they were when it started.
+pub(crate) struct Target {
+    /// The bronze table, if it exists.
+    pub(crate) table: Option<deltalake::DeltaTable>,
+    /// `bronze.<name>__rejected`.
+    pub(crate) rejected_id: TableId,
+    /// The rejected table, if it exists.
+    pub(crate) rejected_table: Option<deltalake::DeltaTable>,
+    /// Append, or overwrite on a full refresh.
+    pub(crate) mode: delta::WriteMode,
+}
+
 impl BronzeStep {
     async fn ingest(&self, ctx: &StepContext) -> Result<StepReport> {
-        let SourceConfig::Files {
-            pattern,
-            format,
-            csv,
-        } = &self.config.source;
-        let listing = Listing::new(pattern, ctx.lake.options())?;
-        let files = listing.files().await?;
-        let table = ctx.lake.open(&self.table).await?;
-        let mode = if ctx.full_refresh {
-            delta::WriteMode::Overwrite
-        } else {
-            delta::WriteMode::Append
-        };
-        let mut new = Vec::new();
-        for f in files {
-            let done = match table.as_ref().filter(|_| !ctx.full_refresh) {
-                Some(t) => {
-                    delta::txn_version(&self.table, t, &f.app_id()).await? == Some(f.modified_ms)
-                }
-                None => false,
-            };
-            if !done {
-                new.push(f);
-            }
+        match &self.config.source {
+            SourceConfig::Files {
+                pattern,
+                format,
+                csv,
+            } => self.ingest_files(ctx, pattern, *format, csv).await,
+            SourceConfig::Http(source) => crate::http::ingest(self, ctx, source).await,
         }
-        if new.is_empty() && !(ctx.full_refresh && table.is_some()) {
-            tracing::info!(table = %self.table, "no new files");
-            return Ok(StepReport::default());
-        }
+    }
+
+    /// The table's name.
+    pub(crate) fn id(&self) -> &TableId {
+        &self.table
+    }
+
+    /// Opens the tables of an ingest.
+    pub(crate) async fn target(&self, ctx: &StepContext) -> Result<Target> {
         let rejected_id = self.table.side("rejected");
-        let rejected_table = ctx.lake.open(&rejected_id).await?;
-        let mut sink = Sink {
+        Ok(Target {
+            table: ctx.lake.open(&self.table).await?,
+            rejected_table: ctx.lake.open(&rejected_id).await?,
+            rejected_id,
+            mode: if ctx.full_refresh {
+                delta::WriteMode::Overwrite
+            } else {
+                delta::WriteMode::Append
+            },
+        })
+    }
+
+    /// Writers for an ingest into `target`, with a new batch id.
+    pub(crate) fn sink(&self, ctx: &StepContext, target: &Target) -> Result<Sink<'_>> {
+        Ok(Sink {
             step: self,
             lineage: Lineage {
                 batch_id: uuid::Uuid::now_v7().to_string(),
@@ -324,75 +339,61 @@ impl BronzeStep {
             main: FileWriter::new(
                 &ctx.lake,
                 &self.table,
-                table.as_ref().filter(|_| !ctx.full_refresh),
+                target.table.as_ref().filter(|_| !ctx.full_refresh),
             )?
             .merge_schema()
             .raw_text(),
             rejected: FileWriter::new(
                 &ctx.lake,
-                &rejected_id,
-                rejected_table.as_ref().filter(|_| !ctx.full_refresh),
+                &target.rejected_id,
+                target.rejected_table.as_ref().filter(|_| !ctx.full_refresh),
             )?
             .merge_schema(),
             report: StepReport::default(),
-        };
-        for file in &new {
-            tracing::info!(file = %file.url, bytes = file.size, "ingesting");
-            let fmt = resolve_format(*format, file)?;
-            let store = Arc::clone(listing.store());
-            match fmt {
-                FileFormat::Parquet => sink.parquet(store, file).await?,
-                FileFormat::Csv | FileFormat::Ndjson | FileFormat::Auto => {
-                    sink.text(store, file, fmt, csv).await?
-                }
-            }
-        }
+        })
+    }
+
+    /// Commits what `sink` wrote: the rejects first (unless `rejects_done`: a rerun after a
+    /// crash between the two commits), then the rows; both carry `info`'s cursors.
+    pub(crate) async fn commit(
+        &self,
+        ctx: &StepContext,
+        mut sink: Sink<'_>,
+        target: &Target,
+        info: &CommitInfo,
+        rejects_done: bool,
+    ) -> Result<StepReport> {
         let main = sink.main.finish().await?;
         let rejected = sink.rejected.finish().await?;
         ctx.faults.before_commit(&self.table)?;
-        let cursors = new.iter().map(|f| (f.app_id(), f.modified_ms)).collect();
-        let info = CommitInfo::new(cursors, &ctx.run_id)
-            .with("assay.batch_id", sink.lineage.batch_id.clone());
-        let rejected = match (rejected, &rejected_table) {
+        let rejected = match (rejected, &target.rejected_table) {
             // A full refresh empties the rejects when no line is malformed any more.
             (None, Some(t)) if ctx.full_refresh => Some(NewFiles {
-                schema: delta::arrow_schema(&rejected_id, t)?,
+                schema: delta::arrow_schema(&target.rejected_id, t)?,
                 adds: Vec::new(),
                 partition_by: Vec::new(),
             }),
             (r, _) => r,
         };
-        if let Some(files) = rejected {
-            // Rejects are recorded with the same cursors, so a crash between the two commits
-            // does not quarantine the same lines twice on the rerun.
-            let already = match rejected_table.as_ref().filter(|_| !ctx.full_refresh) {
-                Some(t) => {
-                    let mut all = true;
-                    for f in &new {
-                        all &= delta::txn_version(&rejected_id, t, &f.app_id()).await?
-                            == Some(f.modified_ms);
-                    }
-                    all
-                }
-                None => false,
-            };
-            if !already {
-                delta::commit_files(
-                    &ctx.lake,
-                    &rejected_id,
-                    rejected_table.as_ref(),
-                    files,
-                    &info,
-                    mode,
-                )
-                .await?;
-            }
+        if let Some(files) = rejected
+            && !rejects_done
+        {
+            delta::commit_files(
+                &ctx.lake,
+                &target.rejected_id,
+                target.rejected_table.as_ref(),
+                files,
+                info,
+                target.mode,
+            )
+            .await?;
         }
         let files = match main {
             Some(m) => m,
             None => {
-                // Every line was rejected: commit the cursors with no data, keeping the schema.
-                let schema = match &table {
+                // Every record was rejected: commit the cursors with no data, keeping the
+                // schema.
+                let schema = match &target.table {
                     Some(t) => delta::arrow_schema(&self.table, t)?,
                     None => {
                         // Nothing to create a table from; the rejected table holds the record.
@@ -406,11 +407,75 @@ impl BronzeStep {
                 }
             }
         };
-        let version =
-            delta::commit_files(&ctx.lake, &self.table, table.as_ref(), files, &info, mode).await?;
+        let version = delta::commit_files(
+            &ctx.lake,
+            &self.table,
+            target.table.as_ref(),
+            files,
+            info,
+            target.mode,
+        )
+        .await?;
         sink.report.version = Some(version);
         tracing::info!(table = %self.table, version, rows = sink.report.rows_written, "committed");
         Ok(sink.report)
+    }
+
+    async fn ingest_files(
+        &self,
+        ctx: &StepContext,
+        pattern: &str,
+        format: FileFormat,
+        csv: &CsvOptions,
+    ) -> Result<StepReport> {
+        let listing = Listing::new(pattern, ctx.lake.options())?;
+        let files = listing.files().await?;
+        let target = self.target(ctx).await?;
+        let mut new = Vec::new();
+        for f in files {
+            let done = match target.table.as_ref().filter(|_| !ctx.full_refresh) {
+                Some(t) => {
+                    delta::txn_version(&self.table, t, &f.app_id()).await? == Some(f.modified_ms)
+                }
+                None => false,
+            };
+            if !done {
+                new.push(f);
+            }
+        }
+        if new.is_empty() && !(ctx.full_refresh && target.table.is_some()) {
+            tracing::info!(table = %self.table, "no new files");
+            return Ok(StepReport::default());
+        }
+        let mut sink = self.sink(ctx, &target)?;
+        for file in &new {
+            tracing::info!(file = %file.url, bytes = file.size, "ingesting");
+            let fmt = resolve_format(format, file)?;
+            let store = Arc::clone(listing.store());
+            match fmt {
+                FileFormat::Parquet => sink.parquet(store, file).await?,
+                FileFormat::Csv | FileFormat::Ndjson | FileFormat::Auto => {
+                    sink.text(store, file, fmt, csv).await?
+                }
+            }
+        }
+        let cursors = new.iter().map(|f| (f.app_id(), f.modified_ms)).collect();
+        let info = CommitInfo::new(cursors, &ctx.run_id)
+            .with("assay.batch_id", sink.lineage.batch_id.clone());
+        // Rejects are recorded with the same cursors, so a crash between the two commits
+        // does not quarantine the same lines twice on the rerun.
+        let rejects_done = match target.rejected_table.as_ref().filter(|_| !ctx.full_refresh) {
+            Some(t) => {
+                let mut all = true;
+                for f in &new {
+                    all &= delta::txn_version(&target.rejected_id, t, &f.app_id()).await?
+                        == Some(f.modified_ms);
+                }
+                all
+            }
+            None => false,
+        };
+        self.commit(ctx, sink, &target, &info, rejects_done).await
     }
 }
 

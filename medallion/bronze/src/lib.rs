@@ -6,10 +6,13 @@
 //! batch by batch on a blocking thread, adds the lineage columns `_ingested_at`,
 //! `_source_file` and `_batch_id`, and commits everything as one Delta version. Malformed
 //! lines either fail the step (file, line, reason) or go to `bronze.<name>__rejected`.
+//! An HTTP source ([`http`]) pages through a JSON API into the same writers, its cursor
+//! kept as a table property in the same commit as the rows.
 
 pub mod discover;
 pub mod error;
 mod formats;
+pub mod http;
 pub mod ingest;
 
 use std::sync::Arc;

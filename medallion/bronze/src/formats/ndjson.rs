@@ -111,7 +111,8 @@ fn trim_line(line: &[u8]) -> &[u8] {
     &line[..end]
 }
 
-fn kind(v: &Value) -> &'static str {
+/// How a JSON value is named in messages (`a string`, `an array`, ...).
+pub(crate) fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
