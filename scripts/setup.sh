@@ -17,6 +17,8 @@ command -v python3 >/dev/null 2>&1 || apt_packages+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || apt_packages+=(python3-pip)
 command -v npm >/dev/null 2>&1 || apt_packages+=(nodejs npm)
 command -v redis-server >/dev/null 2>&1 || apt_packages+=(redis-server)
+# PostgreSQL: the test kit starts throwaway servers with initdb/postgres (never the system one).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || apt_packages+=(postgresql)
 # promtool (Debian package prometheus) checks the real /metrics output in the telemetry
 # test; its server is not needed, nor started by the tests.
 if ! command -v promtool >/dev/null 2>&1; then

@@ -274,3 +274,13 @@ os._exit(0)
     );
     answer
 }
+
+/// Asserts a command exited 0, showing its output otherwise.
+pub(crate) fn succeeded(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

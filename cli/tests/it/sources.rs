@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use crate::kit::Fixture;
+use crate::kit::{Fixture, succeeded as ok};
 
 const TOKEN: &str = "s3cr3t-t0ken-value";
 
@@ -201,15 +201,6 @@ fn run(f: &Fixture, extra: &[&str]) -> std::process::Output {
     let mut args = vec!["run"];
     args.extend_from_slice(extra);
     f.command(&args).env("ITEMS_TOKEN", TOKEN).output().unwrap()
-}
-
-fn ok(out: &std::process::Output) {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[tokio::test]

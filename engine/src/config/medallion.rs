@@ -85,6 +85,8 @@ pub enum SourceConfig {
     },
     /// A JSON API, page by page.
     Http(Box<super::HttpSource>),
+    /// A PostgreSQL table or query.
+    Postgres(Box<super::DatabaseSource>),
 }
 
 /// What happens to a row that breaks an expectation.
@@ -263,24 +265,28 @@ impl Validator<'_> {
     ) -> Result<BronzeConfig> {
         let key = format!("bronze[{i}]");
         self.name(&b.name, &key, seen, Layer::Bronze)?;
-        let source = match b.source {
-            RawSource::Files { path, format, csv } => {
-                // Values inside the tagged `source` table carry no span: report the
-                // line of the table's name.
-                let path = Spanned::new(b.name.span(), path);
-                let pattern = self.glob(&path, &format!("{key}.source.path"))?;
-                SourceConfig::Files {
-                    pattern,
-                    format,
-                    csv,
+        let source =
+            match b.source {
+                RawSource::Files { path, format, csv } => {
+                    // Values inside the tagged `source` table carry no span: report the
+                    // line of the table's name.
+                    let path = Spanned::new(b.name.span(), path);
+                    let pattern = self.glob(&path, &format!("{key}.source.path"))?;
+                    SourceConfig::Files {
+                        pattern,
+                        format,
+                        csv,
+                    }
                 }
-            }
-            RawSource::Http(raw) => SourceConfig::Http(Box::new(self.http_source(
-                &b.name,
-                &format!("{key}.source"),
-                *raw,
-            )?)),
-        };
+                RawSource::Http(raw) => SourceConfig::Http(Box::new(self.http_source(
+                    &b.name,
+                    &format!("{key}.source"),
+                    *raw,
+                )?)),
+                RawSource::Postgres(raw) => SourceConfig::Postgres(Box::new(
+                    self.database_source(&b.name, &format!("{key}.source"), *raw)?,
+                )),
+            };
         Ok(BronzeConfig {
             name: b.name.into_inner(),
             source,

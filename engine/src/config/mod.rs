@@ -5,6 +5,7 @@
 
 mod alert;
 mod audit;
+mod database;
 mod http;
 mod medallion;
 mod raw;
@@ -18,6 +19,7 @@ use toml::Spanned;
 
 pub use alert::{AlertConfig, AlertEvent};
 pub use audit::{Audit, Check};
+pub use database::{DatabaseSource, DbIncremental};
 pub use http::{HttpAuth, HttpFormat, HttpIncremental, HttpSource, Pagination};
 pub use medallion::{
     Action, BronzeConfig, ConfigExpr, CsvOptions, Expectation, FileFormat, GoldConfig, History,

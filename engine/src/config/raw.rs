@@ -158,6 +158,7 @@ pub(crate) enum RawSource {
         csv: super::CsvOptions,
     },
     Http(Box<super::http::RawHttp>),
+    Postgres(Box<super::database::RawDatabase>),
 }
 
 #[derive(Debug, Deserialize)]

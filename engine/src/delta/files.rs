@@ -295,6 +295,12 @@ pub async fn commit_files(
                 let metadata = with_properties(metadata, &info.table_properties).map_err(err)?;
                 actions.push(Action::Metadata(metadata));
             }
+            let had_ntz = has_ntz(&current);
+            if has_ntz(schema) && !had_ntz {
+                let protocol = serde_json::to_value(snap.protocol())
+                    .map_err(|e| err(DeltaTableError::Generic(e.to_string())))?;
+                actions.push(Action::Protocol(with_ntz(protocol).map_err(err)?));
+            }
             if mode == WriteMode::Overwrite {
                 actions.extend(
                     snap.log_data()
@@ -305,10 +311,13 @@ pub async fn commit_files(
             Some(snap)
         }
         None => {
-            let protocol: deltalake::kernel::Protocol = serde_json::from_value(
-                serde_json::json!({"minReaderVersion": 1, "minWriterVersion": 2}),
-            )
-            .map_err(|e| err(DeltaTableError::Generic(e.to_string())))?;
+            let legacy = serde_json::json!({"minReaderVersion": 1, "minWriterVersion": 2});
+            let protocol = if has_ntz(schema) {
+                with_ntz(legacy).map_err(err)?
+            } else {
+                serde_json::from_value(legacy)
+                    .map_err(|e| err(DeltaTableError::Generic(e.to_string())))?
+            };
             actions.push(Action::Protocol(protocol));
             let metadata = new_metadata(
                 &kernel_schema,
@@ -358,6 +367,41 @@ fn with_partition_columns(
     let mut value = serde_json::to_value(&metadata)?;
     value["partitionColumns"] = serde_json::json!(columns);
     Ok(serde_json::from_value(value)?)
+}
+
+/// Whether a schema has a timestamp without time zone (Delta's `timestamp_ntz`), anywhere.
+fn has_ntz(schema: &ArrowSchema) -> bool {
+    fn ntz(t: &DataType) -> bool {
+        match t {
+            DataType::Timestamp(_, None) => true,
+            DataType::Struct(fields) => fields.iter().any(|f| ntz(f.data_type())),
+            DataType::List(f) | DataType::LargeList(f) | DataType::Map(f, _) => ntz(f.data_type()),
+            _ => false,
+        }
+    }
+    schema.fields().iter().any(|f| ntz(f.data_type()))
+}
+
+/// `protocol` (as JSON) raised to reader 3 / writer 7 with the `timestampNtz` feature,
+/// which a table with a `timestamp_ntz` column needs.
+fn with_ntz(
+    mut protocol: serde_json::Value,
+) -> deltalake::DeltaResult<deltalake::kernel::Protocol> {
+    let legacy = protocol["minReaderVersion"].as_i64().unwrap_or(1) < 3;
+    protocol["minReaderVersion"] = serde_json::json!(3);
+    protocol["minWriterVersion"] = serde_json::json!(7);
+    for key in ["readerFeatures", "writerFeatures"] {
+        let mut features: Vec<serde_json::Value> = if legacy {
+            Vec::new()
+        } else {
+            protocol[key].as_array().cloned().unwrap_or_default()
+        };
+        if !features.iter().any(|f| f == "timestampNtz") {
+            features.push(serde_json::json!("timestampNtz"));
+        }
+        protocol[key] = serde_json::Value::Array(features);
+    }
+    Ok(serde_json::from_value(protocol)?)
 }
 
 /// `metadata` with `properties` set in its configuration.

@@ -62,6 +62,15 @@ pub enum BronzeError {
         /// What went wrong.
         message: String,
     },
+    /// A database source failed: unreachable, refused, a missing table, a value that does
+    /// not fit its column. Never names a secret.
+    #[error("PostgreSQL {what}: {message}")]
+    Database {
+        /// The table (`table `x``) or `query`.
+        what: String,
+        /// What went wrong.
+        message: String,
+    },
     /// Building or writing batches failed.
     #[error("table {table}: {source}")]
     Write {

@@ -304,6 +304,7 @@ impl BronzeStep {
                 csv,
             } => self.ingest_files(ctx, pattern, *format, csv).await,
             SourceConfig::Http(source) => crate::http::ingest(self, ctx, source).await,
+            SourceConfig::Postgres(source) => crate::postgres::ingest(self, ctx, source).await,
         }
     }
 

@@ -14,6 +14,7 @@ pub mod error;
 mod formats;
 pub mod http;
 pub mod ingest;
+mod postgres;
 
 use std::sync::Arc;
 

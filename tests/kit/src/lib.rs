@@ -9,9 +9,11 @@
 
 mod fake;
 mod otlp;
+mod postgres;
 
 pub use fake::{FAKE_TOKEN, Failing, KINDS};
 pub use otlp::{OtlpReceiver, ReceivedSpan};
+pub use postgres::Postgres;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
