@@ -17,8 +17,10 @@ command -v python3 >/dev/null 2>&1 || apt_packages+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || apt_packages+=(python3-pip)
 command -v npm >/dev/null 2>&1 || apt_packages+=(nodejs npm)
 command -v redis-server >/dev/null 2>&1 || apt_packages+=(redis-server)
-# PostgreSQL: the test kit starts throwaway servers with initdb/postgres (never the system one).
+# PostgreSQL and MariaDB: the test kit starts throwaway servers (initdb/postgres,
+# mariadb-install-db/mariadbd) on free ports, never the system ones.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || apt_packages+=(postgresql)
+command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || apt_packages+=(mariadb-server)
 # promtool (Debian package prometheus) checks the real /metrics output in the telemetry
 # test; its server is not needed, nor started by the tests.
 if ! command -v promtool >/dev/null 2>&1; then

@@ -153,3 +153,144 @@ fn bad_postgres_sources_fail_clearly() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn mariadb_tables_load_typed_incrementally_and_join_a_postgres_table_in_silver() {
+    let pg = Postgres::start();
+    let my = assay_testkit::MariaDb::start();
+    pg.sql(
+        "CREATE TABLE sensors (id int PRIMARY KEY, site text);
+         INSERT INTO sensors VALUES (1, 'north'), (2, 'south');",
+    );
+    my.sql(
+        "CREATE TABLE readings (id INT PRIMARY KEY, sensor_id INT, value DECIMAL(10,3),
+           ok TINYINT(1), taken DATE, at_local DATETIME(6), big BIGINT UNSIGNED, tiny TINYINT,
+           note VARCHAR(20), doc JSON, updated_at TIMESTAMP(6) NOT NULL);
+         INSERT INTO readings VALUES
+           (1, 1, 12.345, 1, '2026-11-01', '2026-11-01 08:00:00.5', 18446744073709551615, -5, '',
+            '{\"k\": 1}', '2026-11-01 10:00:00'),
+           (2, 2, -0.001, 0, NULL, NULL, NULL, NULL, NULL, NULL, '2026-11-02 09:00:00'),
+           (3, 1, 1.000, NULL, NULL, NULL, NULL, NULL, 'x', NULL, '2026-11-02 09:00:00');",
+    );
+    let f = Fixture::with_config(
+        r#"
+[[bronze]]
+name = "readings"
+source = { kind = "mysql", url_env = "MY_URL", table = "readings",
+           incremental = { column = "updated_at", key = "id" } }
+
+[[bronze]]
+name = "sensors"
+source = { kind = "postgres", url_env = "PG_URL", table = "sensors" }
+
+[[silver]]
+name = "readings"
+from = "bronze.readings"
+keys = ["id"]
+sequence_by = "updated_at"
+
+[[gold]]
+name = "by_site"
+"#,
+    );
+    f.write(
+        "sql/gold/by_site.sql",
+        "SELECT s.site, COUNT(*) AS n, SUM(r.value) AS total \
+         FROM silver.readings r JOIN bronze.sensors s ON s.id = r.sensor_id GROUP BY s.site",
+    );
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run"];
+        args.extend_from_slice(extra);
+        f.command(&args)
+            .env("PG_URL", pg.url())
+            .env("MY_URL", my.url())
+            .output()
+            .unwrap()
+    };
+    ok(&run(&[]));
+    assert_eq!(
+        f.table(
+            "SELECT arrow_typeof(value) AS value, arrow_typeof(ok) AS ok, arrow_typeof(taken) AS taken, \
+             arrow_typeof(at_local) AS at_local, arrow_typeof(big) AS big, arrow_typeof(tiny) AS tiny, \
+             arrow_typeof(updated_at) AS updated_at FROM bronze.readings LIMIT 1"
+        )
+        .await,
+        f.table(
+            "SELECT 'Decimal128(10, 3)' AS value, 'Boolean' AS ok, 'Date32' AS taken, \
+             'Timestamp(µs)' AS at_local, 'Decimal128(20, 0)' AS big, 'Int8' AS tiny, \
+             'Timestamp(µs, \"UTC\")' AS updated_at"
+        )
+        .await
+    );
+    assert_eq!(
+        f.table("SELECT id, value, ok, taken, at_local, big, note, doc, updated_at FROM bronze.readings ORDER BY id")
+            .await,
+        r#"+----+--------+-------+------------+-------------------------+----------------------+------+----------+----------------------+
+| id | value  | ok    | taken      | at_local                | big                  | note | doc      | updated_at           |
++----+--------+-------+------------+-------------------------+----------------------+------+----------+----------------------+
+| 1  | 12.345 | true  | 2026-11-01 | 2026-11-01T08:00:00.500 | 18446744073709551615 |      | {"k": 1} | 2026-11-01T10:00:00Z |
+| 2  | -0.001 | false |            |                         |                      |      |          | 2026-11-02T09:00:00Z |
+| 3  | 1.000  |       |            |                         |                      | x    |          | 2026-11-02T09:00:00Z |
++----+--------+-------+------------+-------------------------+----------------------+------+----------+----------------------+"#
+    );
+    assert_eq!(
+        f.table("SELECT site, n, CAST(total AS VARCHAR) AS total FROM gold.by_site ORDER BY site")
+            .await,
+        f.table("SELECT * FROM (VALUES ('north', 2, '13.345'), ('south', 1, '-0.001')) AS t(site, n, total)")
+            .await,
+        "a MariaDB table joined with a PostgreSQL table"
+    );
+
+    // A row at the watermark arrives later, another changes; the crash-then-rerun is exact.
+    my.sql(
+        "INSERT INTO readings (id, sensor_id, value, updated_at) VALUES (4, 2, 2.000, '2026-11-02 09:00:00');
+         UPDATE readings SET value = 20.000, updated_at = '2026-11-03 10:00:00' WHERE id = 1;",
+    );
+    let out = run(&["--inject-fault", "before_commit:bronze.readings"]);
+    assert!(!out.status.success());
+    assert_eq!(f.count("bronze.readings").await, 3);
+    ok(&run(&[]));
+    assert_eq!(
+        f.table("SELECT id, CAST(value AS VARCHAR) AS value FROM bronze.readings ORDER BY id, value")
+            .await,
+        f.table(
+            "SELECT * FROM (VALUES (1, '12.345'), (1, '20.000'), (2, '-0.001'), (3, '1.000'), (4, '2.000')) \
+             AS t(id, value)"
+        )
+        .await,
+        "the row at the boundary arrives once, the rows already read are not read again"
+    );
+    assert_eq!(f.count("silver.readings").await, 4);
+    let version = f.version("bronze.readings").await;
+    ok(&run(&["--select", "bronze.readings"]));
+    assert_eq!(
+        f.version("bronze.readings").await,
+        version,
+        "nothing new, no commit"
+    );
+}
+
+#[test]
+fn bad_mariadb_sources_fail_clearly() {
+    let my = assay_testkit::MariaDb::start();
+    let f = Fixture::with_config(
+        "[[bronze]]\nname = \"x\"\nsource = { kind = \"mysql\", url_env = \"MY_URL\", table = \"nope\" }\n",
+    );
+    let out = f
+        .command(&["run"])
+        .env("MY_URL", my.url())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("MySQL/MariaDB table `nope`") && err.contains("doesn't exist"),
+        "{err}"
+    );
+
+    let secret = format!("mysql://root:hunter22@127.0.0.1:{}/test", my.port());
+    let out = f.command(&["run"]).env("MY_URL", &secret).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Access denied"), "{err}");
+    assert!(!err.contains("hunter22"), "{err}");
+}

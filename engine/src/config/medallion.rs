@@ -87,6 +87,8 @@ pub enum SourceConfig {
     Http(Box<super::HttpSource>),
     /// A PostgreSQL table or query.
     Postgres(Box<super::DatabaseSource>),
+    /// A MySQL or MariaDB table or query.
+    Mysql(Box<super::DatabaseSource>),
 }
 
 /// What happens to a row that breaks an expectation.
@@ -286,6 +288,11 @@ impl Validator<'_> {
                 RawSource::Postgres(raw) => SourceConfig::Postgres(Box::new(
                     self.database_source(&b.name, &format!("{key}.source"), *raw)?,
                 )),
+                RawSource::Mysql(raw) => SourceConfig::Mysql(Box::new(self.database_source(
+                    &b.name,
+                    &format!("{key}.source"),
+                    *raw,
+                )?)),
             };
         Ok(BronzeConfig {
             name: b.name.into_inner(),

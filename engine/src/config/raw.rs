@@ -159,6 +159,7 @@ pub(crate) enum RawSource {
     },
     Http(Box<super::http::RawHttp>),
     Postgres(Box<super::database::RawDatabase>),
+    Mysql(Box<super::database::RawDatabase>),
 }
 
 #[derive(Debug, Deserialize)]

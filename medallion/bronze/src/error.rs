@@ -64,8 +64,10 @@ pub enum BronzeError {
     },
     /// A database source failed: unreachable, refused, a missing table, a value that does
     /// not fit its column. Never names a secret.
-    #[error("PostgreSQL {what}: {message}")]
+    #[error("{system} {what}: {message}")]
     Database {
+        /// `PostgreSQL` or `MySQL/MariaDB`.
+        system: &'static str,
         /// The table (`table `x``) or `query`.
         what: String,
         /// What went wrong.

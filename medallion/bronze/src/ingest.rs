@@ -305,6 +305,7 @@ impl BronzeStep {
             } => self.ingest_files(ctx, pattern, *format, csv).await,
             SourceConfig::Http(source) => crate::http::ingest(self, ctx, source).await,
             SourceConfig::Postgres(source) => crate::postgres::ingest(self, ctx, source).await,
+            SourceConfig::Mysql(source) => crate::mysql::ingest(self, ctx, source).await,
         }
     }
 

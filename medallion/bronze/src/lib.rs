@@ -9,11 +9,13 @@
 //! An HTTP source ([`http`]) pages through a JSON API into the same writers, its cursor
 //! kept as a table property in the same commit as the rows.
 
+mod database;
 pub mod discover;
 pub mod error;
 mod formats;
 pub mod http;
 pub mod ingest;
+mod mysql;
 mod postgres;
 
 use std::sync::Arc;

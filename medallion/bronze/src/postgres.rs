@@ -8,20 +8,16 @@
 //! table property in the same commit as the rows: rows at the watermark committed later are
 //! read next time, rows already read are not read again.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use assay_engine::config::DatabaseSource;
-use assay_engine::delta::{self, CommitInfo};
 use assay_engine::step::{StepContext, StepReport};
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 use tokio_postgres::types::Type;
 
+use crate::database::{Cursor, finish, write};
 use crate::error::{BronzeError, Result};
-use crate::formats::Chunk;
-use crate::http::CURSOR_PROPERTY;
 use crate::ingest::BronzeStep;
 
 /// Rows per Arrow batch.
@@ -30,30 +26,14 @@ const BATCH_ROWS: usize = 65_536;
 /// The null marker of the COPY output (an empty field is an empty string).
 const NULL: &str = "\\N";
 
-/// Where the last run stopped.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct Cursor {
-    /// The largest watermark read, as the server prints it.
-    watermark: Option<String>,
-    /// The keys (or row hashes) read at exactly that watermark.
-    #[serde(default)]
-    seen: BTreeSet<String>,
-}
-
 fn err(source: &DatabaseSource, message: impl Into<String>) -> BronzeError {
-    BronzeError::Database {
-        what: match &source.table {
-            Some(t) => format!("table `{t}`"),
-            None => "query".into(),
-        },
-        message: message.into(),
-    }
+    crate::database::error("PostgreSQL", source, message)
 }
 
 /// A driver error's text without the connection string's password (the driver does not
 /// print it; this makes sure).
 fn db_message(e: &tokio_postgres::Error, url: &str) -> String {
-    let mut text = match e.as_db_error() {
+    let text = match e.as_db_error() {
         Some(db) => db.message().to_string(),
         None => {
             let mut t = e.to_string();
@@ -65,13 +45,7 @@ fn db_message(e: &tokio_postgres::Error, url: &str) -> String {
             t
         }
     };
-    if let Ok(u) = url::Url::parse(url)
-        && let Some(p) = u.password()
-        && !p.is_empty()
-    {
-        text = text.replace(p, "***");
-    }
-    text
+    crate::database::masked(text, url)
 }
 
 fn quote_ident(name: &str) -> String {
@@ -146,36 +120,13 @@ fn plan(name: &str, ty: &Type, typmod: i32) -> (String, DataType, bool) {
     }
 }
 
-/// Writes one decoded batch, if any.
-async fn write(
-    sink: &mut crate::ingest::Sink<'_>,
-    name: &str,
-    batch: Option<arrow::array::RecordBatch>,
-) -> Result<()> {
-    let Some(batch) = batch else {
-        return Ok(());
-    };
-    let records = batch.num_rows() as u64;
-    let chunk = Chunk {
-        batch: Some(batch),
-        rejects: Vec::new(),
-        records,
-    };
-    sink.chunk(name, chunk).await
-}
-
 /// One run of a PostgreSQL source: every new row into one commit with the new cursor.
 pub(crate) async fn ingest(
     step: &BronzeStep,
     ctx: &StepContext,
     source: &DatabaseSource,
 ) -> Result<StepReport> {
-    let url = std::env::var(&source.url_env).map_err(|_| {
-        err(
-            source,
-            format!("environment variable `{}` is not set", source.url_env),
-        )
-    })?;
+    let url = crate::database::url("PostgreSQL", source)?;
     let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await
         .map_err(|e| {
@@ -207,11 +158,7 @@ async fn read(
     url: &str,
 ) -> Result<StepReport> {
     let db = |e: tokio_postgres::Error| err(source, db_message(&e, url));
-    let from = match (&source.table, &source.query) {
-        (Some(t), _) => t.split('.').map(quote_ident).collect::<Vec<_>>().join("."),
-        (None, Some(q)) => format!("({}) AS src", q.trim().trim_end_matches(';')),
-        (None, None) => return Err(err(source, "no table or query")),
-    };
+    let from = crate::database::relation(source, quote_ident);
     client
         .batch_execute(
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
@@ -225,12 +172,12 @@ async fn read(
         .map_err(db)?;
     // Numeric precision and scale are only known for a table's columns.
     let mut typmods = std::collections::HashMap::new();
-    if let Some(t) = &source.table {
+    if source.table.is_some() {
         let rows = client
             .query(
                 "SELECT attname::text, atttypmod FROM pg_attribute \
                  WHERE attrelid = $1::text::regclass AND attnum > 0 AND NOT attisdropped",
-                &[&t.split('.').map(quote_ident).collect::<Vec<_>>().join(".")],
+                &[&from],
             )
             .await
             .map_err(db)?;
@@ -253,16 +200,7 @@ async fn read(
         });
     }
     let target = step.target(ctx).await?;
-    let old: Cursor = if ctx.full_refresh {
-        Cursor::default()
-    } else {
-        target
-            .table
-            .as_ref()
-            .and_then(|t| delta::table_property(t, CURSOR_PROPERTY))
-            .and_then(|c| serde_json::from_str(&c).ok())
-            .unwrap_or_default()
-    };
+    let old = Cursor::last(ctx, &target);
     // The rows past the cursor, and what tells rows at the watermark apart.
     let (filter, key_expr) = match &source.incremental {
         None => (String::new(), String::new()),
@@ -369,28 +307,12 @@ async fn read(
             match row {
                 None => old.clone(),
                 Some(r) => {
-                    let watermark: Option<String> = r.get(0);
                     let keys: Option<Vec<String>> = r.get(1);
-                    let mut seen: BTreeSet<String> = keys.unwrap_or_default().into_iter().collect();
-                    if watermark == old.watermark {
-                        seen.extend(old.seen.iter().cloned());
-                    }
-                    Cursor { watermark, seen }
+                    old.after(r.get(0), keys.unwrap_or_default())
                 }
             }
         }
     };
     client.batch_execute("COMMIT").await.map_err(db)?;
-    let rows = sink.report.rows_written;
-    if rows == 0 && next == old && !ctx.full_refresh {
-        tracing::info!(table = %step.id(), "no new rows");
-        return Ok(StepReport::default());
-    }
-    let cursor = serde_json::to_string(&next).unwrap_or_default();
-    let info = CommitInfo::new(Vec::new(), &ctx.run_id)
-        .with("assay.batch_id", sink.lineage.batch_id.clone())
-        .with_table_property(CURSOR_PROPERTY, cursor);
-    let mut report = step.commit(ctx, sink, &target, &info, false).await?;
-    report.rows_in = rows;
-    Ok(report)
+    finish(step, ctx, sink, &target, &old, &next).await
 }

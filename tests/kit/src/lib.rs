@@ -8,10 +8,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod fake;
+mod mariadb;
 mod otlp;
 mod postgres;
 
 pub use fake::{FAKE_TOKEN, Failing, KINDS};
+pub use mariadb::MariaDb;
 pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use postgres::Postgres;
 

@@ -35,7 +35,8 @@ fn bin_dir() -> PathBuf {
         })
 }
 
-fn is_root() -> bool {
+/// Whether the tests run as root (the database servers then run as their own users).
+pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
