@@ -321,3 +321,28 @@ fn bad_answers_and_credentials_fail_clearly_without_the_secret() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_source_that_gains_columns_fails_or_adds_them_as_configured() {
+    let config = |mode: &str| {
+        format!(
+            "[[bronze]]\nname = \"t\"\nschema_evolution = \"{mode}\"\nsource = {{ kind = \"files\", path = \"data/*.csv\" }}\n"
+        )
+    };
+    let f = Fixture::with_config(&config("fail"));
+    f.write("data/1.csv", "id\n1\n");
+    f.run_ok(&[]);
+    f.write("data/2.csv", "id,extra\n2,x\n");
+    let out = f.assay(&["run"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("bronze.t: the source has new column(s) extra; nothing was written"),
+        "{err}"
+    );
+    assert_eq!(f.count("bronze.t").await, 1);
+    f.write("assay.toml", &config("add_columns"));
+    f.run_ok(&[]);
+    assert_eq!(f.count("bronze.t WHERE extra = 'x'").await, 1);
+    assert_eq!(f.count("bronze.t WHERE extra IS NULL").await, 1);
+}

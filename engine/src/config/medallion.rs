@@ -20,6 +20,17 @@ pub enum OnError {
     Quarantine,
 }
 
+/// What bronze does when its source gains columns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SchemaEvolution {
+    /// Add the new columns to the table (older rows read NULL in them) (default).
+    #[default]
+    AddColumns,
+    /// Fail the step naming the new columns; nothing is written.
+    Fail,
+}
+
 /// File format of a files source.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -69,6 +80,8 @@ pub struct BronzeConfig {
     pub source: SourceConfig,
     /// What to do with malformed input.
     pub on_error: OnError,
+    /// What to do when the source gains columns.
+    pub schema_evolution: SchemaEvolution,
 }
 
 /// A bronze source.
@@ -298,6 +311,7 @@ impl Validator<'_> {
             name: b.name.into_inner(),
             source,
             on_error: b.on_error,
+            schema_evolution: b.schema_evolution,
         })
     }
 

@@ -23,7 +23,8 @@ pub use database::{DatabaseSource, DbIncremental};
 pub use http::{HttpAuth, HttpFormat, HttpIncremental, HttpSource, Pagination};
 pub use medallion::{
     Action, BronzeConfig, ConfigExpr, CsvOptions, Expectation, FileFormat, GoldConfig, History,
-    Incremental, OnError, SCD2_COLUMNS, SilverConfig, SilverInput, SourceConfig, Strategy,
+    Incremental, OnError, SCD2_COLUMNS, SchemaEvolution, SilverConfig, SilverInput, SourceConfig,
+    Strategy,
 };
 pub use schedule::{CatchUp, ScheduleConfig, StepOptions};
 pub use types::{ColumnType, parse_column_type};

@@ -140,6 +140,8 @@ pub(crate) struct RawBronze {
     pub(crate) source: RawSource,
     #[serde(default)]
     pub(crate) on_error: super::OnError,
+    #[serde(default)]
+    pub(crate) schema_evolution: super::SchemaEvolution,
     #[serde(default = "no_tags")]
     pub(crate) tags: Spanned<Vec<String>>,
     pub(crate) retries: Option<u32>,

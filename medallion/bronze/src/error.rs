@@ -73,6 +73,16 @@ pub enum BronzeError {
         /// What went wrong.
         message: String,
     },
+    /// The source gained columns and `schema_evolution = "fail"`.
+    #[error(
+        "{table}: the source has new column(s) {columns}; nothing was written (schema_evolution = \"fail\"; set \"add_columns\" to add them)"
+    )]
+    SchemaChanged {
+        /// The bronze table.
+        table: String,
+        /// The new columns.
+        columns: String,
+    },
     /// Building or writing batches failed.
     #[error("table {table}: {source}")]
     Write {

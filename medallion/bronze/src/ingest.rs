@@ -8,7 +8,9 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use assay_engine::TableId;
-use assay_engine::config::{BronzeConfig, CsvOptions, FileFormat, OnError, SourceConfig};
+use assay_engine::config::{
+    BronzeConfig, CsvOptions, FileFormat, OnError, SchemaEvolution, SourceConfig,
+};
 use assay_engine::delta::{self, CommitInfo, FileWriter, NewFiles};
 use assay_engine::step::{Step, StepContext, StepError, StepReport};
 use async_trait::async_trait;
@@ -367,6 +369,26 @@ impl BronzeStep {
     ) -> Result<StepReport> {
         let main = sink.main.finish().await?;
         let rejected = sink.rejected.finish().await?;
+        if let (Some(files), Some(table), SchemaEvolution::Fail) = (
+            &main,
+            target.table.as_ref().filter(|_| !ctx.full_refresh),
+            self.config.schema_evolution,
+        ) {
+            let current = delta::arrow_schema(&self.table, table)?;
+            let new: Vec<&str> = files
+                .schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .filter(|n| current.field_with_name(n).is_err())
+                .collect();
+            if !new.is_empty() {
+                return Err(BronzeError::SchemaChanged {
+                    table: self.table.to_string(),
+                    columns: new.join(", "),
+                });
+            }
+        }
         ctx.faults.before_commit(&self.table)?;
         let rejected = match (rejected, &target.rejected_table) {
             // A full refresh empties the rejects when no line is malformed any more.
