@@ -288,9 +288,72 @@ fn bad_mariadb_sources_fail_clearly() {
         "{err}"
     );
 
+    let g = Fixture::with_config(
+        "[[bronze]]\nname = \"x\"\nsource = { kind = \"mysql\", url_env = \"MY_URL\", table = \"t\", parallel = { column = \"id\", ranges = 4 } }\n",
+    );
+    let out = g.assay(&["ls"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "line 2: `bronze[0].source.parallel`: parallel range reads are for `postgres` sources"
+        ),
+        "{err}"
+    );
+
     let secret = format!("mysql://root:hunter22@127.0.0.1:{}/test", my.port());
     let out = f.command(&["run"]).env("MY_URL", &secret).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("Access denied"), "{err}");
     assert!(!err.contains("hunter22"), "{err}");
+}
+
+#[tokio::test]
+async fn a_big_postgres_table_is_read_in_parallel_ranges_of_one_snapshot() {
+    let pg = Postgres::start();
+    pg.sql(
+        "CREATE TABLE events (id int PRIMARY KEY, k bigint, payload text, updated_at timestamptz NOT NULL);
+         INSERT INTO events SELECT g, CASE WHEN g % 100 = 0 THEN NULL ELSE g * 3 END, 'p' || g,
+           '2026-11-01'::timestamptz + (g % 50) * interval '1 minute'
+         FROM generate_series(1, 20000) AS g;",
+    );
+    let f = Fixture::with_config(
+        r#"
+[[bronze]]
+name = "events"
+source = { kind = "postgres", url_env = "PG_URL", table = "events",
+           parallel = { column = "k", ranges = 4 },
+           incremental = { column = "updated_at", key = "id" } }
+"#,
+    );
+    let run = || {
+        f.command(&["run"])
+            .env("PG_URL", pg.url())
+            .output()
+            .unwrap()
+    };
+    ok(&run());
+    assert_eq!(f.count("bronze.events").await, 20_000);
+    assert_eq!(
+        f.table(
+            "SELECT COUNT(DISTINCT id) AS ids, SUM(k) AS k, COUNT(k) AS with_k FROM bronze.events"
+        )
+        .await,
+        f.table(&format!(
+            "SELECT 20000 AS ids, CAST({} AS BIGINT) AS k, 19800 AS with_k",
+            pg.sql("SELECT sum(k) FROM events").trim()
+        ))
+        .await,
+        "every row once, the NULL keys too"
+    );
+    pg.sql(
+        "INSERT INTO events VALUES (20001, NULL, 'late', '2026-11-01 00:49:00+00'),
+                                   (20002, 5, 'new', '2026-11-02 00:00:00+00');",
+    );
+    ok(&run());
+    assert_eq!(f.count("bronze.events").await, 20_002);
+    assert_eq!(
+        f.count("bronze.events WHERE payload IN ('late', 'new')")
+            .await,
+        2
+    );
 }

@@ -17,6 +17,15 @@ pub struct DbIncremental {
     pub key: Option<String>,
 }
 
+/// Reading a big table in parallel ranges of an integer column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbParallel {
+    /// The integer column whose range is split (e.g. the primary key).
+    pub column: String,
+    /// How many ranges are read at once, each on its own connection (2 to 32).
+    pub ranges: u32,
+}
+
 /// A validated database source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DatabaseSource {
@@ -28,6 +37,15 @@ pub struct DatabaseSource {
     pub query: Option<String>,
     /// Read only rows past the last run's watermark.
     pub incremental: Option<DbIncremental>,
+    /// Read in parallel ranges (PostgreSQL).
+    pub parallel: Option<DbParallel>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDbParallel {
+    column: String,
+    ranges: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -45,6 +63,7 @@ pub(crate) struct RawDatabase {
     table: Option<String>,
     query: Option<String>,
     incremental: Option<RawDbIncremental>,
+    parallel: Option<RawDbParallel>,
 }
 
 fn identifier(s: &str) -> bool {
@@ -65,6 +84,7 @@ impl Validator<'_> {
         at: &Spanned<String>,
         key: &str,
         raw: RawDatabase,
+        postgres: bool,
     ) -> Result<DatabaseSource> {
         let bad = |field: &str, msg: String| self.err(at, &format!("{key}.{field}"), msg);
         if raw.url_env.trim().is_empty() {
@@ -101,11 +121,39 @@ impl Validator<'_> {
                 })
             }
         };
+        let parallel = match raw.parallel {
+            None => None,
+            Some(_) if !postgres => {
+                return Err(bad(
+                    "parallel",
+                    "parallel range reads are for `postgres` sources".into(),
+                ));
+            }
+            Some(p) => {
+                if !identifier(&p.column) {
+                    return Err(bad(
+                        "parallel.column",
+                        format!("`{}` is not a column name", p.column),
+                    ));
+                }
+                if !(2..=32).contains(&p.ranges) {
+                    return Err(bad(
+                        "parallel.ranges",
+                        format!("{} is not a number from 2 to 32", p.ranges),
+                    ));
+                }
+                Some(DbParallel {
+                    column: p.column,
+                    ranges: p.ranges,
+                })
+            }
+        };
         Ok(DatabaseSource {
             url_env: raw.url_env,
             table: raw.table,
             query: raw.query,
             incremental,
+            parallel,
         })
     }
 }

@@ -299,12 +299,13 @@ impl Validator<'_> {
                     *raw,
                 )?)),
                 RawSource::Postgres(raw) => SourceConfig::Postgres(Box::new(
-                    self.database_source(&b.name, &format!("{key}.source"), *raw)?,
+                    self.database_source(&b.name, &format!("{key}.source"), *raw, true)?,
                 )),
                 RawSource::Mysql(raw) => SourceConfig::Mysql(Box::new(self.database_source(
                     &b.name,
                     &format!("{key}.source"),
                     *raw,
+                    false,
                 )?)),
             };
         Ok(BronzeConfig {

@@ -19,7 +19,7 @@ use toml::Spanned;
 
 pub use alert::{AlertConfig, AlertEvent};
 pub use audit::{Audit, Check};
-pub use database::{DatabaseSource, DbIncremental};
+pub use database::{DatabaseSource, DbIncremental, DbParallel};
 pub use http::{HttpAuth, HttpFormat, HttpIncremental, HttpSource, Pagination};
 pub use medallion::{
     Action, BronzeConfig, ConfigExpr, CsvOptions, Expectation, FileFormat, GoldConfig, History,

@@ -10,7 +10,8 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use assay_engine::config::DatabaseSource;
 use assay_engine::step::{StepContext, StepReport};
 use futures::StreamExt;
@@ -120,6 +121,129 @@ fn plan(name: &str, ty: &Type, typmod: i32) -> (String, DataType, bool) {
     }
 }
 
+/// Streams one COPY into `tx`, a batch at a time; stops quietly when the writer is gone.
+async fn copy_into(
+    client: &tokio_postgres::Client,
+    copy: &str,
+    schema: &SchemaRef,
+    source: &DatabaseSource,
+    url: &str,
+    tx: &tokio::sync::mpsc::Sender<RecordBatch>,
+) -> Result<()> {
+    let db = |e: tokio_postgres::Error| err(source, db_message(&e, url));
+    let parse = |e: arrow::error::ArrowError| {
+        err(source, format!("a row does not fit its column type: {e}"))
+    };
+    let null = regex::Regex::new(r"^\\N$").map_err(|e| err(source, e.to_string()))?;
+    let mut decoder = arrow::csv::ReaderBuilder::new(Arc::clone(schema))
+        .with_header(false)
+        .with_batch_size(BATCH_ROWS)
+        .with_null_regex(null)
+        .build_decoder();
+    let stream = client.copy_out(copy).await.map_err(db)?;
+    futures::pin_mut!(stream);
+    while let Some(bytes) = stream.next().await {
+        let bytes = bytes.map_err(db)?;
+        let mut at = 0;
+        while at < bytes.len() {
+            let used = decoder.decode(&bytes[at..]).map_err(parse)?;
+            at += used;
+            if decoder.capacity() == 0 {
+                if let Some(batch) = decoder.flush().map_err(parse)?
+                    && tx.send(batch).await.is_err()
+                {
+                    return Ok(());
+                }
+            } else if used == 0 {
+                break;
+            }
+        }
+    }
+    decoder.decode(&[]).map_err(parse)?;
+    if let Some(batch) = decoder.flush().map_err(parse)? {
+        let _ = tx.send(batch).await;
+    }
+    Ok(())
+}
+
+/// One parallel range on its own connection, in the exported snapshot.
+async fn read_range(
+    url: &str,
+    snapshot: &str,
+    copy: &str,
+    schema: &SchemaRef,
+    source: &DatabaseSource,
+    tx: &tokio::sync::mpsc::Sender<RecordBatch>,
+) -> Result<()> {
+    let db = |e: tokio_postgres::Error| err(source, db_message(&e, url));
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .map_err(db)?;
+    let conn_task = tokio::spawn(connection);
+    let begin = format!(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}; \
+         SET LOCAL TimeZone = 'UTC'; SET LOCAL extra_float_digits = 3",
+        quote_literal(snapshot)
+    );
+    client.batch_execute(&begin).await.map_err(db)?;
+    copy_into(&client, copy, schema, source, url, tx).await?;
+    client.batch_execute("COMMIT").await.map_err(db)?;
+    drop(client);
+    let _ = conn_task.await;
+    Ok(())
+}
+
+/// Runs the writer until every reader is done; the first error of either wins.
+async fn written_and_read(
+    writer: impl std::future::Future<Output = Result<()>>,
+    readers: &mut tokio::task::JoinSet<Result<()>>,
+) -> Result<()> {
+    let all_read = async {
+        while let Some(done) = readers.join_next().await {
+            match done {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(e) => {
+                    return Err(BronzeError::Database {
+                        system: "PostgreSQL",
+                        what: "range reader".into(),
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    };
+    let (written, read) = tokio::join!(writer, all_read);
+    read?;
+    written
+}
+
+/// `n` conditions covering every value of integer column `c` between `lo` and `hi` (NULLs
+/// in the first), each range about the same width.
+fn ranges(c: &str, lo: Option<i64>, hi: Option<i64>, n: u32) -> Vec<String> {
+    let (Some(lo), Some(hi)) = (lo, hi) else {
+        return vec!["TRUE".into()];
+    };
+    let span = (i128::from(hi) - i128::from(lo) + 1).max(1);
+    let n = i128::from(n).min(span);
+    let mut out = Vec::new();
+    for i in 0..n {
+        let from = i128::from(lo) + span * i / n;
+        let to = i128::from(lo) + span * (i + 1) / n; // exclusive
+        let mut cond = if i + 1 == n {
+            format!("{c} >= {from}")
+        } else {
+            format!("{c} >= {from} AND {c} < {to}")
+        };
+        if i == 0 {
+            cond = format!("({cond}) OR {c} IS NULL");
+        }
+        out.push(cond);
+    }
+    out
+}
+
 /// One run of a PostgreSQL source: every new row into one commit with the new cursor.
 pub(crate) async fn ingest(
     step: &BronzeStep,
@@ -203,7 +327,7 @@ async fn read(
     let old = Cursor::last(ctx, &target);
     // The rows past the cursor, and what tells rows at the watermark apart.
     let (filter, key_expr) = match &source.incremental {
-        None => (String::new(), String::new()),
+        None => (None, String::new()),
         Some(inc) => {
             let col = columns
                 .iter()
@@ -228,7 +352,7 @@ async fn read(
             };
             let w = quote_ident(&col.name);
             let filter = match &old.watermark {
-                None => String::new(),
+                None => None,
                 Some(v) => {
                     let lit = format!("{}::{}", quote_literal(v), col.pg_type);
                     let seen = old
@@ -238,7 +362,9 @@ async fn read(
                         .collect::<Vec<_>>()
                         .join(",");
                     let seen = format!("ARRAY[{seen}]::text[]");
-                    format!("WHERE {w} > {lit} OR ({w} = {lit} AND NOT ({key_expr} = ANY({seen})))")
+                    Some(format!(
+                        "{w} > {lit} OR ({w} = {lit} AND NOT ({key_expr} = ANY({seen})))"
+                    ))
                 }
             };
             (filter, key_expr)
@@ -249,45 +375,100 @@ async fn read(
         .map(|c| c.expr.clone())
         .collect::<Vec<_>>()
         .join(", ");
-    let rows_of = format!("(SELECT * FROM {from}) AS src_row {filter}");
-    let copy =
-        format!("COPY (SELECT {select} FROM {rows_of}) TO STDOUT WITH (FORMAT csv, NULL '{NULL}')");
+    let rows_where = |extra: Option<String>| {
+        let conds: Vec<String> = filter
+            .iter()
+            .cloned()
+            .chain(extra)
+            .map(|c| format!("({c})"))
+            .collect();
+        if conds.is_empty() {
+            format!("(SELECT * FROM {from}) AS src_row")
+        } else {
+            format!(
+                "(SELECT * FROM {from}) AS src_row WHERE {}",
+                conds.join(" AND ")
+            )
+        }
+    };
+    let rows_of = rows_where(None);
+    let copy_of = |rows: &str| {
+        format!("COPY (SELECT {select} FROM {rows}) TO STDOUT WITH (FORMAT csv, NULL '{NULL}')")
+    };
     let schema = Arc::new(Schema::new(
         columns
             .iter()
             .map(|c| Field::new(&c.name, c.arrow.clone(), true))
             .collect::<Vec<_>>(),
     ));
-    let null = regex::Regex::new(r"^\\N$").map_err(|e| err(source, e.to_string()))?;
-    let mut decoder = arrow::csv::ReaderBuilder::new(Arc::clone(&schema))
-        .with_header(false)
-        .with_batch_size(BATCH_ROWS)
-        .with_null_regex(null)
-        .build_decoder();
     let mut sink = step.sink(ctx, &target)?;
     let name = format!("postgres:{}", source.table.as_deref().unwrap_or("query"));
-    let stream = client.copy_out(copy.as_str()).await.map_err(db)?;
-    futures::pin_mut!(stream);
-    let parse = |e: arrow::error::ArrowError| {
-        err(source, format!("a row does not fit its column type: {e}"))
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(4);
+    let writer = async {
+        while let Some(batch) = rx.recv().await {
+            write(&mut sink, &name, Some(batch)).await?;
+        }
+        Ok::<_, BronzeError>(())
     };
-    while let Some(bytes) = stream.next().await {
-        let bytes = bytes.map_err(db)?;
-        let mut at = 0;
-        while at < bytes.len() {
-            let used = decoder.decode(&bytes[at..]).map_err(parse)?;
-            at += used;
-            if decoder.capacity() == 0 {
-                let batch = decoder.flush().map_err(parse)?;
-                write(&mut sink, &name, batch).await?;
-            } else if used == 0 {
-                break;
+    match &source.parallel {
+        None => {
+            let copy = copy_of(&rows_of);
+            let reader = async {
+                let r = copy_into(client, &copy, &schema, source, url, &tx).await;
+                drop(tx);
+                r
+            };
+            let (read, written) = tokio::join!(reader, writer);
+            written?;
+            read?;
+        }
+        Some(par) => {
+            let col = columns
+                .iter()
+                .find(|c| c.name == par.column)
+                .filter(|c| matches!(c.arrow, DataType::Int16 | DataType::Int32 | DataType::Int64))
+                .ok_or_else(|| {
+                    err(
+                        source,
+                        format!(
+                            "parallel column `{}` is not an integer column of the source",
+                            par.column
+                        ),
+                    )
+                })?;
+            let c = quote_ident(&col.name);
+            // Every range reads the snapshot of this transaction.
+            let snapshot: String = client
+                .query_one("SELECT pg_export_snapshot()", &[])
+                .await
+                .map_err(db)?
+                .get(0);
+            let bounds = client
+                .query_one(
+                    &format!("SELECT min({c})::bigint, max({c})::bigint FROM {rows_of}"),
+                    &[],
+                )
+                .await
+                .map_err(db)?;
+            let conds = ranges(&c, bounds.get(0), bounds.get(1), par.ranges);
+            let mut readers = tokio::task::JoinSet::new();
+            for cond in conds {
+                let copy = copy_of(&rows_where(Some(cond)));
+                let (tx, schema, source, url, snapshot) = (
+                    tx.clone(),
+                    Arc::clone(&schema),
+                    source.clone(),
+                    url.to_string(),
+                    snapshot.clone(),
+                );
+                readers.spawn(async move {
+                    read_range(&url, &snapshot, &copy, &schema, &source, &tx).await
+                });
             }
+            drop(tx);
+            written_and_read(writer, &mut readers).await?;
         }
     }
-    decoder.decode(&[]).map_err(parse)?;
-    let batch = decoder.flush().map_err(parse)?;
-    write(&mut sink, &name, batch).await?;
     // The new cursor, from the same snapshot as the rows.
     let next = match &source.incremental {
         None => Cursor::default(),
@@ -315,4 +496,28 @@ async fn read(
     };
     client.batch_execute("COMMIT").await.map_err(db)?;
     finish(step, ctx, sink, &target, &old, &next).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ranges;
+
+    #[test]
+    fn ranges_cover_every_value_once_and_nulls() {
+        assert_eq!(
+            ranges("c", Some(1), Some(10), 3),
+            vec![
+                "(c >= 1 AND c < 4) OR c IS NULL",
+                "c >= 4 AND c < 7",
+                "c >= 7"
+            ]
+        );
+        assert_eq!(
+            ranges("c", Some(5), Some(5), 4),
+            vec!["(c >= 5) OR c IS NULL"]
+        );
+        assert_eq!(ranges("c", None, None, 4), vec!["TRUE"]);
+        let wide = ranges("c", Some(i64::MIN), Some(i64::MAX), 2);
+        assert_eq!(wide.len(), 2);
+    }
 }
