@@ -357,3 +357,74 @@ source = { kind = "postgres", url_env = "PG_URL", table = "events",
         2
     );
 }
+
+#[tokio::test]
+async fn database_rows_that_do_not_fit_their_types_are_rejected_with_the_reason() {
+    let pg = Postgres::start();
+    let my = assay_testkit::MariaDb::start();
+    pg.sql(
+        "CREATE TABLE odd (id int, d date, v numeric(6,2));
+         INSERT INTO odd VALUES (1, '2026-11-01', 1.50), (2, 'infinity', 2.00), (3, NULL, 'NaN'),
+                                (4, '2026-11-04', NULL);",
+    );
+    my.sql(
+        "CREATE TABLE odd (id INT, d DATE);
+         INSERT INTO odd VALUES (1, '2026-11-01'), (2, '0000-00-00'), (3, NULL);",
+    );
+    let config = |on_error: &str| {
+        format!(
+            r#"
+[[bronze]]
+name = "pg_odd"
+on_error = "{on_error}"
+source = {{ kind = "postgres", url_env = "PG_URL", table = "odd" }}
+
+[[bronze]]
+name = "my_odd"
+on_error = "{on_error}"
+source = {{ kind = "mysql", url_env = "MY_URL", table = "odd" }}
+"#
+        )
+    };
+    let f = Fixture::with_config(&config("fail"));
+    let run = |f: &Fixture| {
+        f.command(&["run"])
+            .env("PG_URL", pg.url())
+            .env("MY_URL", my.url())
+            .output()
+            .unwrap()
+    };
+    let out = run(&f);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("postgres:odd line 2: a value does not fit its column type"),
+        "{err}"
+    );
+    assert!(
+        err.contains("mysql:odd line 2: column `d`: `0000-00-00` does not fit Date32"),
+        "{err}"
+    );
+    assert_eq!(f.version("bronze.pg_odd").await, None, "nothing written");
+
+    f.write("assay.toml", &config("quarantine"));
+    ok(&run(&f));
+    assert_eq!(f.count("bronze.pg_odd").await, 2);
+    assert_eq!(f.count("bronze.pg_odd__rejected").await, 2);
+    assert_eq!(
+        f.count("bronze.pg_odd__rejected WHERE _line = 2 AND _raw LIKE '2,infinity,%'")
+            .await,
+        1
+    );
+    assert_eq!(
+        f.count("bronze.pg_odd WHERE v IS NULL").await,
+        1,
+        "row 4: NULL stays NULL"
+    );
+    assert_eq!(f.count("bronze.my_odd").await, 2);
+    assert_eq!(
+        f.count("bronze.my_odd__rejected WHERE _raw = '[\"2\",\"0000-00-00\"]'")
+            .await,
+        1
+    );
+}

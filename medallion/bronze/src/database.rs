@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 use assay_engine::config::DatabaseSource;
 
 use crate::error::{BronzeError, Result};
-use crate::formats::Chunk;
 use crate::http::CURSOR_PROPERTY;
 use crate::ingest::{BronzeStep, Sink, Target};
 
@@ -50,24 +49,6 @@ impl Cursor {
         }
         Cursor { watermark, seen }
     }
-}
-
-/// Writes one decoded batch, if any.
-pub(crate) async fn write(
-    sink: &mut crate::ingest::Sink<'_>,
-    name: &str,
-    batch: Option<arrow::array::RecordBatch>,
-) -> Result<()> {
-    let Some(batch) = batch else {
-        return Ok(());
-    };
-    let records = batch.num_rows() as u64;
-    let chunk = Chunk {
-        batch: Some(batch),
-        rejects: Vec::new(),
-        records,
-    };
-    sink.chunk(name, chunk).await
 }
 
 /// Ends a database run: commits what `sink` wrote with the `next` cursor, or nothing when

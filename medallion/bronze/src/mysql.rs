@@ -7,15 +7,16 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, StringBuilder};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use assay_engine::config::DatabaseSource;
 use assay_engine::step::{StepContext, StepReport};
 use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::prelude::Queryable;
 
-use crate::database::{Cursor, finish, write};
+use crate::database::{Cursor, finish};
 use crate::error::{BronzeError, Result};
+use crate::formats::{Chunk, Reject};
 use crate::ingest::BronzeStep;
 
 /// Rows per Arrow batch.
@@ -113,42 +114,78 @@ fn arrow_type(c: &mysql_async::Column) -> (DataType, bool) {
     }
 }
 
-/// Casts a batch of text columns to their types; a value that does not fit fails naming the
-/// column.
+/// Casts a batch of text columns to their types. A row with a value that does not fit its
+/// type (e.g. a zero date) is a reject naming the column and the value, never a NULL;
+/// `first_row` numbers the rows of the source (1-based).
 fn typed(
     source: &DatabaseSource,
     schema: &Arc<Schema>,
     builders: &mut [StringBuilder],
-) -> Result<Option<RecordBatch>> {
+    first_row: u64,
+) -> Result<Option<Chunk>> {
     let text: Vec<ArrayRef> = builders
         .iter_mut()
         .map(|b| Arc::new(b.finish()) as ArrayRef)
         .collect();
-    if text.first().is_none_or(|c| c.is_empty()) {
+    let n = text.first().map_or(0, |c| c.len());
+    if n == 0 {
         return Ok(None);
     }
-    let options = arrow::compute::CastOptions {
-        safe: false,
-        ..Default::default()
-    };
     let mut columns = Vec::with_capacity(text.len());
+    let mut keep = vec![true; n];
+    let mut why: Vec<Option<String>> = vec![None; n];
     for (array, field) in text.iter().zip(schema.fields()) {
-        let cast =
-            arrow::compute::cast_with_options(array, field.data_type(), &options).map_err(|e| {
-                err(
-                    source,
-                    format!(
-                        "a value of column `{}` does not fit {}: {e}",
-                        field.name(),
-                        field.data_type()
-                    ),
-                )
-            })?;
+        let cast = arrow::compute::cast(array, field.data_type())
+            .map_err(|e| err(source, format!("column `{}`: {e}", field.name())))?;
+        let strings = array.as_string::<i32>();
+        for i in 0..n {
+            if array.is_valid(i) && cast.is_null(i) && keep[i] {
+                keep[i] = false;
+                why[i] = Some(format!(
+                    "column `{}`: `{}` does not fit {}",
+                    field.name(),
+                    strings.value(i),
+                    field.data_type()
+                ));
+            }
+        }
         columns.push(cast);
     }
-    RecordBatch::try_new(Arc::clone(schema), columns)
-        .map(Some)
-        .map_err(|e| err(source, e.to_string()))
+    let batch = RecordBatch::try_new(Arc::clone(schema), columns)
+        .map_err(|e| err(source, e.to_string()))?;
+    let mut rejects = Vec::new();
+    for (i, reason) in why.into_iter().enumerate() {
+        if let Some(reason) = reason {
+            let raw: Vec<serde_json::Value> = text
+                .iter()
+                .map(|c| {
+                    let c = c.as_string::<i32>();
+                    if c.is_valid(i) {
+                        serde_json::Value::from(c.value(i))
+                    } else {
+                        serde_json::Value::Null
+                    }
+                })
+                .collect();
+            rejects.push(Reject {
+                line: Some(first_row + i as u64),
+                raw: Some(serde_json::Value::Array(raw).to_string()),
+                reason,
+            });
+        }
+    }
+    let batch = if rejects.is_empty() {
+        batch
+    } else {
+        let mask = arrow::array::BooleanArray::from(keep);
+        arrow::compute::filter_record_batch(&batch, &mask)
+            .map_err(|e| err(source, e.to_string()))?
+    };
+    Ok(Some(Chunk {
+        batch: (batch.num_rows() > 0).then_some(batch),
+        rejects,
+        records: n as u64,
+    }))
 }
 
 /// One run of a MySQL or MariaDB source: every new row into one commit with the new cursor.
@@ -285,13 +322,17 @@ async fn read(
             }
             rows += 1;
             if rows.is_multiple_of(BATCH_ROWS) {
-                let batch = typed(source, &schema, &mut builders)?;
-                write(&mut sink, &name, batch).await?;
+                let first = (rows - BATCH_ROWS) as u64 + 1;
+                if let Some(chunk) = typed(source, &schema, &mut builders, first)? {
+                    sink.chunk(&name, chunk).await?;
+                }
             }
         }
     }
-    let batch = typed(source, &schema, &mut builders)?;
-    write(&mut sink, &name, batch).await?;
+    let first = (rows - rows % BATCH_ROWS) as u64 + 1;
+    if let Some(chunk) = typed(source, &schema, &mut builders, first)? {
+        sink.chunk(&name, chunk).await?;
+    }
     let next = match &source.incremental {
         None => Cursor::default(),
         Some(inc) => {

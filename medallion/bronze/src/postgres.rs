@@ -10,15 +10,15 @@
 
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use assay_engine::config::DatabaseSource;
 use assay_engine::step::{StepContext, StepReport};
 use futures::StreamExt;
 use tokio_postgres::types::Type;
 
-use crate::database::{Cursor, finish, write};
+use crate::database::{Cursor, finish};
 use crate::error::{BronzeError, Result};
+use crate::formats::{Chunk, Reject};
 use crate::ingest::BronzeStep;
 
 /// Rows per Arrow batch.
@@ -66,6 +66,11 @@ struct Column {
     pg_type: String,
 }
 
+/// `rendered` for finite values of `c`, `c`'s own text otherwise.
+fn finite(c: &str, rendered: &str) -> String {
+    format!("CASE WHEN isfinite({c}) THEN {rendered} ELSE {c}::text END")
+}
+
 /// The Arrow type of a column and the SQL that renders it; `None` for the types read as
 /// text with a warning.
 fn plan(name: &str, ty: &Type, typmod: i32) -> (String, DataType, bool) {
@@ -91,18 +96,23 @@ fn plan(name: &str, ty: &Type, typmod: i32) -> (String, DataType, bool) {
             DataType::Boolean,
             true,
         ),
+        // `to_char` of `infinity` is NULL: infinite values travel as their text, which does
+        // not parse, so the row is a reject rather than a silent NULL.
         Type::DATE => (
-            format!("to_char({c}, 'YYYY-MM-DD')"),
+            finite(&c, &format!("to_char({c}, 'YYYY-MM-DD')")),
             DataType::Date32,
             true,
         ),
         Type::TIMESTAMP => (
-            format!("to_char({c}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"),
+            finite(&c, &format!("to_char({c}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US')")),
             DataType::Timestamp(TimeUnit::Microsecond, None),
             true,
         ),
         Type::TIMESTAMPTZ => (
-            format!("to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"),
+            finite(
+                &c,
+                &format!("to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"),
+            ),
             DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
             true,
         ),
@@ -121,47 +131,126 @@ fn plan(name: &str, ty: &Type, typmod: i32) -> (String, DataType, bool) {
     }
 }
 
-/// Streams one COPY into `tx`, a batch at a time; stops quietly when the writer is gone.
+fn decoder(schema: &SchemaRef, rows: usize) -> arrow::csv::reader::Decoder {
+    // `\N` alone is NULL; an empty field is an empty string.
+    let mut builder = arrow::csv::ReaderBuilder::new(Arc::clone(schema))
+        .with_header(false)
+        .with_batch_size(rows);
+    if let Ok(null) = regex::Regex::new(r"^\\N$") {
+        builder = builder.with_null_regex(null);
+    }
+    builder.build_decoder()
+}
+
+/// The rows of `raw` (CSV lines that failed to decode together) one by one: those that
+/// decode are kept, the others are rejects with the decoder's reason. `first_row` numbers
+/// the rows of this read (1-based).
+fn salvage(schema: &SchemaRef, raw: &[u8], first_row: u64) -> Chunk {
+    let mut good = Vec::new();
+    let mut rejects = Vec::new();
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(raw);
+    let mut record = csv::ByteRecord::new();
+    let mut start = 0usize;
+    let mut row = first_row;
+    loop {
+        match reader.read_byte_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                rejects.push(Reject {
+                    line: Some(row),
+                    raw: Some(String::from_utf8_lossy(&raw[start..]).into_owned()),
+                    reason: e.to_string(),
+                });
+                break;
+            }
+        }
+        let end = reader.position().byte() as usize;
+        let line = &raw[start..end.min(raw.len())];
+        let mut one = decoder(schema, 1);
+        let decoded = one.decode(line).and_then(|_| one.flush());
+        match decoded {
+            Ok(Some(batch)) => good.push(batch),
+            Ok(None) => {}
+            Err(e) => rejects.push(Reject {
+                line: Some(row),
+                raw: Some(String::from_utf8_lossy(line).trim_end().to_string()),
+                reason: format!("a value does not fit its column type: {e}"),
+            }),
+        }
+        start = end;
+        row += 1;
+    }
+    let records = good.iter().map(|b| b.num_rows() as u64).sum::<u64>() + rejects.len() as u64;
+    Chunk {
+        batch: arrow::compute::concat_batches(schema, &good)
+            .ok()
+            .filter(|b| b.num_rows() > 0),
+        rejects,
+        records,
+    }
+}
+
+/// Streams one COPY into `tx`, a chunk at a time (rows that do not fit their types become
+/// rejects); stops quietly when the writer is gone.
 async fn copy_into(
     client: &tokio_postgres::Client,
     copy: &str,
     schema: &SchemaRef,
     source: &DatabaseSource,
     url: &str,
-    tx: &tokio::sync::mpsc::Sender<RecordBatch>,
+    tx: &tokio::sync::mpsc::Sender<Chunk>,
 ) -> Result<()> {
     let db = |e: tokio_postgres::Error| err(source, db_message(&e, url));
-    let parse = |e: arrow::error::ArrowError| {
-        err(source, format!("a row does not fit its column type: {e}"))
-    };
-    let null = regex::Regex::new(r"^\\N$").map_err(|e| err(source, e.to_string()))?;
-    let mut decoder = arrow::csv::ReaderBuilder::new(Arc::clone(schema))
-        .with_header(false)
-        .with_batch_size(BATCH_ROWS)
-        .with_null_regex(null)
-        .build_decoder();
+    let mut decoder = decoder(schema, BATCH_ROWS);
+    // The bytes of the rows in the decoder, kept to find a bad row when a batch fails.
+    let mut pending: Vec<u8> = Vec::new();
+    let mut first_row = 1u64;
     let stream = client.copy_out(copy).await.map_err(db)?;
     futures::pin_mut!(stream);
-    while let Some(bytes) = stream.next().await {
-        let bytes = bytes.map_err(db)?;
+    let mut done = false;
+    while !done {
+        let bytes = match stream.next().await {
+            Some(b) => b.map_err(db)?,
+            None => {
+                done = true;
+                bytes::Bytes::new()
+            }
+        };
         let mut at = 0;
-        while at < bytes.len() {
-            let used = decoder.decode(&bytes[at..]).map_err(parse)?;
+        loop {
+            let used = match decoder.decode(&bytes[at..]) {
+                Ok(n) => n,
+                Err(e) => return Err(err(source, format!("malformed COPY output: {e}"))),
+            };
+            pending.extend_from_slice(&bytes[at..at + used]);
             at += used;
-            if decoder.capacity() == 0 {
-                if let Some(batch) = decoder.flush().map_err(parse)?
-                    && tx.send(batch).await.is_err()
-                {
+            let full = decoder.capacity() == 0;
+            if full || (done && at >= bytes.len()) {
+                let chunk = match decoder.flush() {
+                    Ok(batch) => {
+                        let records = batch.as_ref().map_or(0, |b| b.num_rows() as u64);
+                        Chunk {
+                            batch,
+                            rejects: Vec::new(),
+                            records,
+                        }
+                    }
+                    Err(_) => salvage(schema, &pending, first_row),
+                };
+                first_row += chunk.records;
+                pending.clear();
+                if chunk.records > 0 && tx.send(chunk).await.is_err() {
                     return Ok(());
                 }
-            } else if used == 0 {
+            }
+            if at >= bytes.len() || (used == 0 && !full) {
                 break;
             }
         }
-    }
-    decoder.decode(&[]).map_err(parse)?;
-    if let Some(batch) = decoder.flush().map_err(parse)? {
-        let _ = tx.send(batch).await;
     }
     Ok(())
 }
@@ -173,7 +262,7 @@ async fn read_range(
     copy: &str,
     schema: &SchemaRef,
     source: &DatabaseSource,
-    tx: &tokio::sync::mpsc::Sender<RecordBatch>,
+    tx: &tokio::sync::mpsc::Sender<Chunk>,
 ) -> Result<()> {
     let db = |e: tokio_postgres::Error| err(source, db_message(&e, url));
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
@@ -403,10 +492,10 @@ async fn read(
     ));
     let mut sink = step.sink(ctx, &target)?;
     let name = format!("postgres:{}", source.table.as_deref().unwrap_or("query"));
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(4);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(4);
     let writer = async {
-        while let Some(batch) = rx.recv().await {
-            write(&mut sink, &name, Some(batch)).await?;
+        while let Some(chunk) = rx.recv().await {
+            sink.chunk(&name, chunk).await?;
         }
         Ok::<_, BronzeError>(())
     };
