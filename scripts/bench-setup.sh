@@ -2,7 +2,7 @@
 # Installs what the benchmarks compare Assay with (not needed by the test suite):
 # wrk (HTTP load from a second process), redis-benchmark (with redis-server), TPC-H data
 # (tpchgen-cli) and the peers: Python deltalake and pyarrow, DuckDB, Polars,
-# DataFusion-python. Idempotent.
+# DataFusion-python, and the PostgreSQL readers of Polars (connectorx) and ADBC. Idempotent.
 set -euo pipefail
 
 say() { printf '[bench-setup] %s\n' "$*"; }
@@ -21,8 +21,8 @@ if [ "${#apt_packages[@]}" -gt 0 ]; then
     $SUDO apt-get install -y -qq "${apt_packages[@]}"
 fi
 
-py_packages=(tpchgen-cli deltalake pyarrow duckdb polars datafusion adbc-driver-flightsql adbc-driver-manager)
-if ! python3 -c 'import deltalake, pyarrow, duckdb, polars, datafusion, adbc_driver_flightsql' >/dev/null 2>&1 \
+py_packages=(tpchgen-cli deltalake pyarrow duckdb polars datafusion adbc-driver-flightsql adbc-driver-manager connectorx adbc-driver-postgresql)
+if ! python3 -c 'import deltalake, pyarrow, duckdb, polars, datafusion, adbc_driver_flightsql, connectorx, adbc_driver_postgresql' >/dev/null 2>&1 \
     || ! command -v tpchgen-cli >/dev/null 2>&1; then
     say "pip: ${py_packages[*]}"
     python3 -m pip install --quiet "${py_packages[@]}" \
