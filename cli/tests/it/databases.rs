@@ -81,10 +81,12 @@ async fn postgres_tables_load_typed_and_incrementally_exactly_once() {
     assert_eq!(f.count("bronze.readings WHERE isnan(f)").await, 1);
 
     // Rows 2 and 3 share the watermark. A new row arrives at it (committed later), row 1 is
-    // updated, and nothing else changes.
+    // updated, row 2 is deleted (bronze keeps what it read: a watermark does not see deletes;
+    // silver's `apply_as_deletes` is for sources that send delete markers).
     pg.sql(
         "INSERT INTO readings (id, sensor, updated_at) VALUES (4, 's4', '2026-11-02 09:00:00+00');
-         UPDATE readings SET sensor = 's1b', updated_at = '2026-11-03 10:00:00+00' WHERE id = 1;",
+         UPDATE readings SET sensor = 's1b', updated_at = '2026-11-03 10:00:00+00' WHERE id = 1;
+         DELETE FROM readings WHERE id = 2;",
     );
     let out = run(
         &f,
