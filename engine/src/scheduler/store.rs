@@ -142,16 +142,20 @@ impl ScheduleStore {
         }
     }
 
-    /// The objects under `dir`, sorted by name, after deleting all but the last `keep`.
-    async fn sorted_keeping(&self, dir: &[&str], keep: usize) -> Result<Vec<Path>> {
+    /// The objects under `dir`.
+    async fn list(&self, dir: &[&str]) -> Result<Vec<Path>> {
         let prefix = self.path(dir);
-        let mut names: Vec<Path> = self
-            .store
+        self.store
             .list(Some(&prefix))
             .map_ok(|m| m.location)
             .try_collect()
             .await
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| self.err(e))
+    }
+
+    /// The objects under `dir`, sorted by name, after deleting all but the last `keep`.
+    async fn sorted_keeping(&self, dir: &[&str], keep: usize) -> Result<Vec<Path>> {
+        let mut names = self.list(dir).await?;
         names.sort();
         if names.len() > keep {
             for old in names.drain(..names.len() - keep) {
@@ -364,14 +368,7 @@ impl ScheduleStore {
     /// # Errors
     /// The store failed.
     pub async fn heartbeats(&self) -> Result<Vec<Heartbeat>> {
-        let prefix = self.path(&["live"]);
-        let paths: Vec<Path> = self
-            .store
-            .list(Some(&prefix))
-            .map_ok(|m| m.location)
-            .try_collect()
-            .await
-            .map_err(|e| self.err(e))?;
+        let paths = self.list(&["live"]).await?;
         let mut beats = Vec::with_capacity(paths.len());
         for p in &paths {
             // A heartbeat deleted since the listing is a run that ended meanwhile.
