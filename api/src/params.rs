@@ -61,6 +61,23 @@ fn names(param: &str, value: &str) -> Result<Vec<String>> {
     Ok(list)
 }
 
+/// A `version=N` or `as_of=T` parameter (time travel).
+///
+/// # Errors
+/// A 400 naming the parameter: not a whole number, not a timestamp.
+pub fn at(param: &str, value: &str) -> Result<assay_engine::lifecycle::At> {
+    use assay_engine::lifecycle::{At, parse_timestamp};
+    if param == "version" {
+        let v: i64 = value.parse().ok().filter(|v| *v >= 0).ok_or_else(|| {
+            ApiError::bad_request(format!("`version`: `{value}` is not a version number"))
+        })?;
+        return Ok(At::Version(v));
+    }
+    parse_timestamp(value)
+        .map(At::Timestamp)
+        .map_err(|e| ApiError::bad_request(format!("`{param}`: {e}")))
+}
+
 impl RowsQuery {
     /// Parses a raw (percent-encoded) query string. `max_limit` caps `limit`.
     ///
@@ -79,11 +96,15 @@ impl RowsQuery {
             order_by: Vec::new(),
             limit: DEFAULT_LIMIT,
             offset: 0,
+            at: None,
         };
         let mut normalized = String::new();
         let mut seen = std::collections::HashSet::new();
         for (k, v) in &pairs {
-            let control = matches!(k.as_str(), "columns" | "order_by" | "limit" | "offset");
+            let control = matches!(
+                k.as_str(),
+                "columns" | "order_by" | "limit" | "offset" | "version" | "as_of"
+            );
             if control && !seen.insert(k.clone()) {
                 return Err(ApiError::bad_request(format!("`{k}` is given twice")));
             }
@@ -118,6 +139,14 @@ impl RowsQuery {
                     q.offset = v.parse().map_err(|_| {
                         ApiError::bad_request(format!("`offset`: `{v}` is not a whole number"))
                     })?;
+                }
+                "version" | "as_of" => {
+                    if q.at.is_some() {
+                        return Err(ApiError::bad_request(
+                            "give one of `version` and `as_of`, not both",
+                        ));
+                    }
+                    q.at = Some(at(k, v)?);
                 }
                 _ => q.filters.push(Self::filter(k, v)?),
             }

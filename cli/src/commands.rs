@@ -1,4 +1,4 @@
-//! The commands: `run`, `ls`, `schedule`, `runs`, `serve`.
+//! The commands: `run`, `ls`, `schedule`, `runs`, `serve`; the lifecycle ones in `maintain`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -68,6 +68,44 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Ls => {
             println!("{}", output::dag_table(&pipeline));
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Optimize { select, zorder_by } => {
+            crate::maintain::optimize(
+                &project,
+                &lake,
+                &pipeline,
+                select.as_deref(),
+                zorder_by.as_deref(),
+            )
+            .await
+        }
+        Command::Vacuum {
+            select,
+            retain,
+            dry_run,
+            force,
+        } => {
+            crate::maintain::vacuum(
+                &project,
+                &lake,
+                &pipeline,
+                select.as_deref(),
+                retain.as_deref(),
+                dry_run,
+                force,
+            )
+            .await
+        }
+        Command::Restore {
+            table,
+            version,
+            timestamp,
+        } => crate::maintain::restore(&lake, &table, version, timestamp.as_deref()).await,
+        Command::Clone { to, select } => {
+            crate::maintain::clone(&project, &lake, &pipeline, &to, select.as_deref()).await
+        }
+        Command::Verify { select } => {
+            crate::maintain::verify(&lake, &pipeline, select.as_deref()).await
         }
         Command::Runs { limit } => {
             println!("{}", output::runs_table(&lake, limit).await?);
@@ -166,6 +204,9 @@ async fn run_in_span(
         p.stop().await;
     }
     recorded.context("recording the run in _system.runs")?;
+    for line in assay_engine::lifecycle::after_run(&lake, &project.maintenance, &summary).await {
+        eprintln!("maintenance: {line}");
+    }
     Ok(if summary.succeeded() {
         ExitCode::SUCCESS
     } else {

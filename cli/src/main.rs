@@ -2,6 +2,7 @@
 //! layer crate for its steps, puts them in one pipeline and runs it.
 
 mod commands;
+mod maintain;
 mod output;
 mod serve;
 mod telemetry;
@@ -88,6 +89,56 @@ pub(crate) enum Command {
         /// How many fire times to show per schedule.
         #[arg(long, default_value_t = 3)]
         count: usize,
+    },
+    /// Compact small files (and Z-order them) in one commit per table; data unchanged.
+    Optimize {
+        /// Tables to compact, in the `--select` syntax (default: every table of the lake).
+        #[arg(long, short)]
+        select: Option<String>,
+        /// Z-order the files by these columns (comma-separated); overrides `zorder_by`.
+        #[arg(long)]
+        zorder_by: Option<String>,
+    },
+    /// Delete files no version within the retention needs.
+    Vacuum {
+        /// Tables to vacuum, in the `--select` syntax (default: every table of the lake).
+        #[arg(long, short)]
+        select: Option<String>,
+        /// Keep the files removed less than this long ago (default: `vacuum_retain`, 168h).
+        #[arg(long)]
+        retain: Option<String>,
+        /// List the files that would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Accept a retention below `[maintenance] vacuum_min_retain`.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Bring a table back to an earlier version, in one new commit.
+    Restore {
+        /// The table, `layer.name`.
+        table: String,
+        /// The version to bring back.
+        #[arg(long, conflicts_with = "timestamp")]
+        version: Option<i64>,
+        /// The version current at this time (RFC 3339, e.g. 2026-11-30T10:00:00Z).
+        #[arg(long)]
+        timestamp: Option<String>,
+    },
+    /// Copy tables (log and files of every version) to a second lake root; incremental.
+    Clone {
+        /// The target lake root (a path, file://, s3://, az://, abfss:// URL).
+        #[arg(long)]
+        to: String,
+        /// Tables to copy, in the `--select` syntax (default: every table of the lake).
+        #[arg(long, short)]
+        select: Option<String>,
+    },
+    /// Check that every file the latest versions reference exists and reads.
+    Verify {
+        /// Tables to check, in the `--select` syntax (default: every table of the lake).
+        #[arg(long, short)]
+        select: Option<String>,
     },
     /// Print recent runs from `_system.runs`.
     Runs {

@@ -46,6 +46,7 @@ pub(crate) async fn serve(
     let tick_store = ScheduleStore::new(&lake)?;
     let instance = assay_engine::scheduler::instance_name();
     let launcher = Launcher::new(pipeline, project.run.clone(), lake.clone())
+        .with_maintenance(project.maintenance.clone())
         .with_alerter(alerter)
         .with_lease(tick_store.clone(), &instance, project.serve.run_lease_ttl);
     let scheduler = Scheduler::new(

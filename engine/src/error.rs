@@ -122,6 +122,38 @@ pub enum EngineError {
         /// What happened to the input's log.
         reason: String,
     },
+    /// A maintenance request that cannot be carried out as asked (nothing was changed).
+    #[error("table {table}: {message}")]
+    Maintenance {
+        /// `layer.name`.
+        table: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// A version (or point in time) of a table that does not exist or is no longer readable.
+    #[error("table {table}: {message}")]
+    VersionNotFound {
+        /// `layer.name`.
+        table: String,
+        /// Which version and why.
+        message: String,
+    },
+    /// Rows whose columns the table cannot take as they are.
+    #[error("table {table}: {message}")]
+    SchemaChange {
+        /// `layer.name`.
+        table: String,
+        /// Which column and what to do.
+        message: String,
+    },
+    /// A clone target that cannot receive the copy (unreachable, or holding other data).
+    #[error("clone target {url}: {message}")]
+    CloneTarget {
+        /// The target's URL.
+        url: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A test-only fault point fired.
     #[error("injected fault at {0}")]
     InjectedFault(String),
@@ -158,7 +190,11 @@ impl EngineError {
             EngineError::Config { .. }
             | EngineError::Sql { .. }
             | EngineError::Cycle(_)
-            | EngineError::EmptySelection(_) => ErrorKind::Invalid,
+            | EngineError::EmptySelection(_)
+            | EngineError::Maintenance { .. }
+            | EngineError::CloneTarget { .. }
+            | EngineError::SchemaChange { .. } => ErrorKind::Invalid,
+            EngineError::VersionNotFound { .. } => ErrorKind::NotFound,
             EngineError::UnknownTable { .. } => ErrorKind::NotFound,
             EngineError::NeedsFullRefresh { .. } => ErrorKind::Conflict,
             EngineError::Query { source, .. } => crate::query::datafusion_kind(source),

@@ -71,6 +71,7 @@ pub struct Launcher {
     running: Arc<Mutex<Option<Running>>>,
     alerter: Option<crate::alerts::Alerter>,
     lease: Option<RunLease>,
+    maintenance: crate::config::MaintenanceConfig,
 }
 
 impl std::fmt::Debug for Launcher {
@@ -110,7 +111,16 @@ impl Launcher {
             running: Arc::new(Mutex::new(None)),
             alerter: None,
             lease: None,
+            maintenance: crate::config::MaintenanceConfig::default(),
         }
+    }
+
+    /// Maintains the tables each run wrote by `config` once it is recorded (see
+    /// [`crate::lifecycle::after_run`]).
+    #[must_use]
+    pub fn with_maintenance(mut self, config: crate::config::MaintenanceConfig) -> Self {
+        self.maintenance = config;
+        self
     }
 
     /// Makes every run take the lake-wide run lease in `store` first, as `holder`, held
@@ -306,6 +316,9 @@ impl Launcher {
         }
         if let Some(alerter) = &self.alerter {
             alerter.notify(&summary, by);
+        }
+        for line in crate::lifecycle::after_run(&self.lake, &self.maintenance, &summary).await {
+            tracing::info!(run_id, "{line}");
         }
         recorded
     }

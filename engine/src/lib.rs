@@ -39,6 +39,7 @@ pub mod fuzz;
 pub mod history;
 pub mod identity;
 pub mod launcher;
+pub mod lifecycle;
 pub mod progress;
 pub mod query;
 pub mod retry;

@@ -134,6 +134,32 @@ impl LakeSchema {
     }
 }
 
+impl LakeSchema {
+    /// A table at an older version (time travel); `None` when the table does not exist.
+    async fn at(
+        &self,
+        name: &str,
+        at: crate::lifecycle::At,
+    ) -> std::result::Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        let id = TableId::new(self.layer, name);
+        if self.lake.latest_version(&id).await.ok().flatten().is_none() {
+            return Ok(None);
+        }
+        let table = crate::lifecycle::open_at(&self.lake, &id, at)
+            .await
+            .map_err(|e| match e {
+                crate::EngineError::VersionNotFound { .. } => DataFusionError::External(Box::new(
+                    crate::query::QueryError::NotFound(e.to_string()),
+                )),
+                other => DataFusionError::External(Box::new(other)),
+            })?;
+        let provider = crate::delta::table_provider(&id, &table, &SessionConfig::new(), None)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        Ok(Some(provider))
+    }
+}
+
 #[async_trait]
 impl SchemaProvider for LakeSchema {
     fn table_names(&self) -> Vec<String> {
@@ -144,12 +170,14 @@ impl SchemaProvider for LakeSchema {
         &self,
         name: &str,
     ) -> std::result::Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        let external = |e: crate::EngineError| DataFusionError::External(Box::new(e));
+        if let Some((base, at)) =
+            crate::query::travel::split(name).map_err(|e| DataFusionError::External(Box::new(e)))?
+        {
+            return self.at(base, at).await;
+        }
         let id = TableId::new(self.layer, name);
-        let Some(table) = self
-            .latest(&id)
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?
-        else {
+        let Some(table) = self.latest(&id).await.map_err(external)? else {
             return Ok(None);
         };
         if let Ok(mut guard) = self.names.write()

@@ -1,7 +1,7 @@
 //! `GET /catalog` and `GET /tables/{table}`: what the caller may see.
 
 use assay_engine::Layer;
-use assay_engine::service::{TableDetail, TableSummary};
+use assay_engine::service::{HistoryPage, TableDetail, TableSummary};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
@@ -115,4 +115,62 @@ pub(crate) async fn table(
 ) -> Result<Json<TableDetail>> {
     let id = table_id(&raw)?;
     Ok(Json(gw.core.table(&caller.0, &id).await?))
+}
+
+/// Commits listed per history page when `limit` is not given.
+const HISTORY_LIMIT: usize = 100;
+
+/// Commits listed per history page at most.
+const HISTORY_MAX: usize = 1000;
+
+/// Paging of `GET /tables/{table}/history`.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct HistoryParams {
+    /// Commits to return (default 100, at most 1000).
+    limit: Option<u64>,
+    /// Commits to skip, newest first (the `next_offset` of the previous page).
+    offset: Option<u64>,
+}
+
+/// Every commit of a table still in its log, newest first, a page at a time: version, time,
+/// operation, files and rows added, whether it changed data, the run that made it.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tables/{table}/history",
+    tag = "tables",
+    params(("table" = String, Path, description = "`layer.name`, e.g. `gold.products`"), HistoryParams),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "A page of commits", body = HistoryPage),
+        (status = 400, description = "A bad `limit` or `offset`, or not a `layer.name`", body = ErrorBody),
+        (status = 401, description = "No or a bad token", body = ErrorBody),
+        (status = 404, description = "No such table, or outside the caller's role", body = ErrorBody),
+    )
+)]
+pub(crate) async fn history(
+    State(gw): State<Gateway>,
+    caller: Caller,
+    Path(raw): Path<String>,
+    RawQuery(qs): RawQuery,
+) -> Result<Json<HistoryPage>> {
+    let id = table_id(&raw)?;
+    let (mut limit, mut offset) = (HISTORY_LIMIT, 0usize);
+    for (k, v) in pairs(qs.as_deref(), &["limit", "offset"])? {
+        let n: usize = v
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("`{k}`: `{v}` is not a whole number")))?;
+        if k == "limit" {
+            if n == 0 || n > HISTORY_MAX {
+                return Err(ApiError::bad_request(format!(
+                    "`limit`: between 1 and {HISTORY_MAX}"
+                )));
+            }
+            limit = n;
+        } else {
+            offset = n;
+        }
+    }
+    Ok(Json(gw.core.history(&caller.0, &id, limit, offset).await?))
 }

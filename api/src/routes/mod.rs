@@ -70,6 +70,7 @@ pub(crate) fn all() -> OpenApiRouter<Gateway> {
         .routes(routes!(accounts::revoke_key))
         .routes(routes!(catalog::catalog))
         .routes(routes!(catalog::table))
+        .routes(routes!(catalog::history))
         .routes(routes!(rows::get_rows, rows::post_rows))
         .routes(routes!(query::query))
         .routes(routes!(runs::list, runs::start))

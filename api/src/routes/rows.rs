@@ -36,6 +36,10 @@ pub(crate) struct RowsParams {
     limit: Option<u64>,
     /// Rows to skip.
     offset: Option<u64>,
+    /// Read this older version of the table (time travel).
+    version: Option<u64>,
+    /// Read the version that was current at this time (RFC 3339, e.g. `2026-11-30T10:00:00Z`).
+    as_of: Option<String>,
 }
 
 /// A page of rows.

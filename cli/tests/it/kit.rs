@@ -89,11 +89,45 @@ impl Fixture {
         }
     }
 
+    /// A project with the given `assay.toml` body whose lake is a fresh root on `backend`
+    /// (the `[lake]` table is written here).
+    pub(crate) fn with_config_on(backend: &Backend, toml: &str) -> Fixture {
+        let mut f = Fixture::with_config("");
+        let root = backend.new_root("lake", f.path());
+        f.write(
+            "assay.toml",
+            &format!("[lake]\nroot = \"{root}\"\n{}\n{toml}", backend.toml()),
+        );
+        f.backend = backend.clone();
+        f.lake_root = Some(root);
+        f
+    }
+
+    /// The lake root's URL.
+    pub(crate) fn lake_url(&self) -> String {
+        self.lake()
+            .root()
+            .as_str()
+            .trim_end_matches('/')
+            .to_string()
+    }
+
+    /// A table (at `version`, else its latest) as the Python `deltalake` package reads it:
+    /// `rows`, `digest` (of every row, order aside), `version`, `files`, `partitions`.
+    pub(crate) fn digest(&self, table: &str, version: Option<i64>) -> serde_json::Value {
+        digest_at(&self.backend, &self.lake_url(), table, version)
+    }
+
     /// The same project (config, SQL and source files under `data/`) with a fresh lake,
     /// run once: what a full rebuild of the same input gives.
     pub(crate) fn rebuilt(&self) -> Fixture {
         let toml = std::fs::read_to_string(self.path().join("assay.toml")).unwrap();
-        let fresh = Fixture::with_config(&toml);
+        self.rebuilt_with(&toml)
+    }
+
+    /// [`Fixture::rebuilt`] under another `assay.toml` (e.g. the same tables on local disk).
+    pub(crate) fn rebuilt_with(&self, toml: &str) -> Fixture {
+        let fresh = Fixture::with_config(toml);
         for dir in ["data", "sql"] {
             if self.path().join(dir).is_dir() {
                 copy_dir(&self.path().join(dir), &fresh.path().join(dir));
@@ -101,6 +135,15 @@ impl Fixture {
         }
         fresh.run_ok(&[]);
         fresh
+    }
+
+    /// Deletes one object of the lake (`rel` under the root), behind Assay's back.
+    pub(crate) async fn delete_lake_file(&self, rel: &str) {
+        let (store, root) = self.lake().store().unwrap();
+        let path = rel.split('/').fold(root, |p, part| p.join(part));
+        object_store::ObjectStoreExt::delete(store.as_ref(), &path)
+            .await
+            .unwrap();
     }
 
     /// Adds a source file of the example (`examples/retail/...`) where the project reads
@@ -283,4 +326,39 @@ pub(crate) fn succeeded(out: &std::process::Output) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A table under the lake root `root` on `backend` as the Python `deltalake` package reads it
+/// (see [`Fixture::digest`]).
+pub(crate) fn digest_at(
+    backend: &Backend,
+    root: &str,
+    table: &str,
+    version: Option<i64>,
+) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/table_digest.py");
+    let (layer, name) = table.split_once('.').unwrap();
+    let options: std::collections::HashMap<String, String> = backend
+        .options()
+        .as_map()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(script)
+        .arg(format!("{}/{layer}/{name}", root.trim_end_matches('/')))
+        .env("STORAGE_OPTIONS", serde_json::to_string(&options).unwrap());
+    if let Some(v) = version {
+        cmd.arg(v.to_string());
+    }
+    let out = cmd
+        .output()
+        .expect("python3 runs (scripts/setup.sh installs deltalake)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "reading {table}: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap()
 }

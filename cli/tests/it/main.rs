@@ -37,6 +37,7 @@ mod errors;
 mod example;
 mod incremental;
 mod kit;
+mod lifecycle;
 mod loads;
 mod recovery;
 mod schedules;

@@ -82,6 +82,8 @@ pub struct BronzeConfig {
     pub on_error: OnError,
     /// What to do when the source gains columns.
     pub schema_evolution: SchemaEvolution,
+    /// Partition columns (Hive-style directories), from the source's columns.
+    pub partition_by: Vec<String>,
 }
 
 /// A bronze source.
@@ -181,6 +183,8 @@ pub struct SilverConfig {
     pub apply_as_deletes: Option<ConfigExpr>,
     /// How versions of a key are kept (`history`).
     pub history: History,
+    /// Partition columns (Hive-style directories), from the output's columns.
+    pub partition_by: Vec<String>,
 }
 
 /// How a silver table with keys keeps the versions of a key.
@@ -313,6 +317,7 @@ impl Validator<'_> {
             source,
             on_error: b.on_error,
             schema_evolution: b.schema_evolution,
+            partition_by: b.partition_by,
         })
     }
 
@@ -437,6 +442,7 @@ impl Validator<'_> {
             expectations,
             apply_as_deletes,
             history,
+            partition_by: s.partition_by,
         })
     }
 

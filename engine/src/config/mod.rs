@@ -7,6 +7,7 @@ mod alert;
 mod audit;
 mod database;
 mod http;
+mod maintenance;
 mod medallion;
 mod raw;
 mod schedule;
@@ -21,6 +22,7 @@ pub use alert::{AlertConfig, AlertEvent};
 pub use audit::{Audit, Check};
 pub use database::{DatabaseSource, DbIncremental, DbParallel};
 pub use http::{HttpAuth, HttpFormat, HttpIncremental, HttpSource, Pagination};
+pub use maintenance::{MaintenanceConfig, TableMaintenance, delta_interval};
 pub use medallion::{
     Action, BronzeConfig, ConfigExpr, CsvOptions, Expectation, FileFormat, GoldConfig, History,
     Incremental, OnError, SCD2_COLUMNS, SchemaEvolution, SilverConfig, SilverInput, SourceConfig,
@@ -69,6 +71,8 @@ pub struct Project {
     pub schedules: Vec<ScheduleConfig>,
     /// `[[alert]]` webhooks, told about runs.
     pub alerts: Vec<AlertConfig>,
+    /// `[maintenance]` and the entries' overrides: compaction, vacuum, checkpoints.
+    pub maintenance: MaintenanceConfig,
 }
 
 /// How the runner runs steps.
@@ -529,22 +533,43 @@ impl Validator<'_> {
                 run.steps.insert(TableId::new(layer, name), opts);
             }
         };
+        let mut maintenance = self.maintenance(raw.maintenance)?;
+        let mut layout = |layer: Layer, name: &str, l: raw::RawLayout, key: &str| -> Result<()> {
+            if l.zorder_by.is_empty() && l.maintenance.is_none() {
+                return Ok(());
+            }
+            let mut m = match &l.maintenance {
+                Some(r) => {
+                    self.table_maintenance(&maintenance.defaults, r, &format!("{key}.maintenance"))?
+                }
+                None => maintenance.defaults.clone(),
+            };
+            m.zorder_by = l.zorder_by;
+            maintenance.tables.insert(TableId::new(layer, name), m);
+            Ok(())
+        };
         let mut bronze = Vec::new();
         for (i, mut b) in raw.bronze.into_iter().enumerate() {
             let opts = self.step_options(b.take_options(), &format!("bronze[{i}]"))?;
             options(Layer::Bronze, b.name.get_ref(), opts);
+            let l = b.take_layout();
+            layout(Layer::Bronze, b.name.get_ref(), l, &format!("bronze[{i}]"))?;
             bronze.push(self.bronze(i, b, &mut seen)?);
         }
         let mut silver = Vec::new();
         for (i, mut s) in raw.silver.into_iter().enumerate() {
             let opts = self.step_options(s.take_options(), &format!("silver[{i}]"))?;
             options(Layer::Silver, s.name.get_ref(), opts);
+            let l = s.take_layout();
+            layout(Layer::Silver, s.name.get_ref(), l, &format!("silver[{i}]"))?;
             silver.push(self.silver(i, s, &mut seen)?);
         }
         let mut raw_gold = raw.gold;
         for (i, g) in raw_gold.iter_mut().enumerate() {
             let opts = self.step_options(g.take_options(), &format!("gold[{i}]"))?;
             options(Layer::Gold, g.name.get_ref(), opts);
+            let l = g.take_layout();
+            layout(Layer::Gold, g.name.get_ref(), l, &format!("gold[{i}]"))?;
         }
         let gold = self.gold(raw_gold, &mut seen)?;
         let schedules = self.schedules(raw.schedule)?;
@@ -565,6 +590,7 @@ impl Validator<'_> {
             gold,
             schedules,
             alerts,
+            maintenance,
         })
     }
 

@@ -35,6 +35,8 @@ pub(crate) struct RawProject {
     pub(crate) schedule: Vec<RawSchedule>,
     #[serde(default)]
     pub(crate) alert: Vec<RawAlert>,
+    #[serde(default)]
+    pub(crate) maintenance: super::maintenance::RawMaintenance,
 }
 
 /// An `[[alert]]` entry.
@@ -142,6 +144,11 @@ pub(crate) struct RawBronze {
     pub(crate) on_error: super::OnError,
     #[serde(default)]
     pub(crate) schema_evolution: super::SchemaEvolution,
+    #[serde(default)]
+    pub(crate) partition_by: Vec<String>,
+    #[serde(default)]
+    pub(crate) zorder_by: Vec<String>,
+    pub(crate) maintenance: Option<super::maintenance::RawMaintenance>,
     #[serde(default = "no_tags")]
     pub(crate) tags: Spanned<Vec<String>>,
     pub(crate) retries: Option<u32>,
@@ -182,6 +189,11 @@ pub(crate) struct RawSilver {
     pub(crate) on_violation: super::Action,
     pub(crate) apply_as_deletes: Option<Spanned<String>>,
     pub(crate) history: Option<Spanned<super::History>>,
+    #[serde(default)]
+    pub(crate) partition_by: Vec<String>,
+    #[serde(default)]
+    pub(crate) zorder_by: Vec<String>,
+    pub(crate) maintenance: Option<super::maintenance::RawMaintenance>,
     #[serde(default = "no_tags")]
     pub(crate) tags: Spanned<Vec<String>>,
     pub(crate) retries: Option<u32>,
@@ -210,6 +222,9 @@ pub(crate) struct RawGold {
     pub(crate) sql: Option<Spanned<String>>,
     #[serde(default)]
     pub(crate) partition_by: Vec<String>,
+    #[serde(default)]
+    pub(crate) zorder_by: Vec<String>,
+    pub(crate) maintenance: Option<super::maintenance::RawMaintenance>,
     pub(crate) stream: Option<Spanned<String>>,
     pub(crate) incremental: Option<Spanned<RawIncremental>>,
     // Audits, checked on the new version before it is published.
@@ -327,9 +342,24 @@ pub(crate) struct RawOidc {
     pub(crate) jwks_ttl: Option<Spanned<String>>,
 }
 
+/// `zorder_by` and `maintenance` of a bronze, silver or gold entry.
+#[derive(Debug)]
+pub(crate) struct RawLayout {
+    pub(crate) zorder_by: Vec<String>,
+    pub(crate) maintenance: Option<super::maintenance::RawMaintenance>,
+}
+
 macro_rules! step_options {
     ($($raw:ty),*) => {$(
         impl $raw {
+            /// Moves the entry's maintenance keys out.
+            pub(crate) fn take_layout(&mut self) -> RawLayout {
+                RawLayout {
+                    zorder_by: std::mem::take(&mut self.zorder_by),
+                    maintenance: self.maintenance.take(),
+                }
+            }
+
             /// Moves the entry's run options out.
             pub(crate) fn take_options(&mut self) -> RawStepOptions {
                 RawStepOptions {

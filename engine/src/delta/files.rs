@@ -122,12 +122,32 @@ impl FileWriter {
             .with_writer_properties(super::writer_properties_for(&batch, self.raw_text));
             self.writer = Some(w);
         }
-        let mode = if self.merge_schema {
+        // delta-rs widens no partitioned schema: a partitioned table keeps its columns.
+        let merge = self.merge_schema && self.partition_by.is_empty();
+        let mode = if merge {
             deltalake::writer::WriteMode::MergeSchema
         } else {
             deltalake::writer::WriteMode::Default
         };
-        let batch = match (&self.schema, self.merge_schema) {
+        if !merge
+            && !self.partition_by.is_empty()
+            && let Some(schema) = &self.schema
+            && let Some(new) = batch
+                .schema()
+                .fields()
+                .iter()
+                .find(|f| schema.field_with_name(f.name()).is_err())
+        {
+            return Err(EngineError::SchemaChange {
+                table: self.id.to_string(),
+                message: format!(
+                    "column `{}` is new, and a partitioned table keeps the columns it was created with \
+                     (rebuild it with --full-refresh to take the new column)",
+                    new.name()
+                ),
+            });
+        }
+        let batch = match (&self.schema, merge) {
             (Some(schema), false) => conform(batch, schema).map_err(|e| self.err(e.into()))?,
             _ => batch,
         };
@@ -278,8 +298,18 @@ pub async fn commit_files(
         Some(table) => {
             let snap = table.snapshot().map_err(err)?;
             let current: ArrowSchema = snap.schema().as_ref().try_into_kernel_arrow(id)?;
-            let partitions_changed = mode == WriteMode::Overwrite
-                && snap.metadata().partition_columns() != files.partition_by;
+            let partitions_differ = snap.metadata().partition_columns() != files.partition_by;
+            if mode == WriteMode::Append && partitions_differ {
+                return Err(EngineError::SchemaChange {
+                    table: id.to_string(),
+                    message: format!(
+                        "partition_by is [{}] but the table is partitioned by [{}]: rebuild it with --full-refresh",
+                        files.partition_by.join(", "),
+                        snap.metadata().partition_columns().join(", ")
+                    ),
+                });
+            }
+            let partitions_changed = mode == WriteMode::Overwrite && partitions_differ;
             let changed = match mode {
                 WriteMode::Append => current.fields().len() != schema.fields().len(),
                 WriteMode::Overwrite => current.fields() != schema.fields(),

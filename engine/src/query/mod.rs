@@ -23,6 +23,7 @@ use futures::{Stream, StreamExt};
 mod budget;
 mod functions;
 pub mod gate;
+pub mod travel;
 
 pub use budget::{Admission, QueryPool, ServerMemory, Ticket};
 pub use gate::SqlLimits;
@@ -382,8 +383,8 @@ impl QueryService {
     ) -> Result<DataFrame, QueryError> {
         let limits = self.limits.sql;
         gate::check_size(sql, limits)?;
+        let sql = travel::rewrite(&number_placeholders(sql))?;
         let ticket = self.admission.admit(&principal.name)?;
-        let sql = number_placeholders(sql);
         let (ctx, missing) = self.recording_session(principal)?;
         let planning = async move {
             let _ticket = ticket;

@@ -62,6 +62,10 @@ pub struct Commit {
     pub files_added: u64,
     /// Data files removed.
     pub files_removed: u64,
+    /// Rows the commit wrote (its operation metrics; `null` when not recorded).
+    pub rows_added: Option<u64>,
+    /// Whether it changed data (`false` for compaction, vacuum, settings).
+    pub data_change: bool,
     /// The Assay run that made it, if any.
     pub run_id: Option<String>,
 }
@@ -92,21 +96,44 @@ async fn commit(table: &DeltaTable, version: i64) -> Option<Commit> {
     let actions = deltalake::logstore::get_actions(version as u64, &bytes).ok()?;
     let (mut added, mut removed) = (0u64, 0u64);
     let mut info = None;
+    let mut data_change = false;
     for a in actions {
         match a {
             Action::CommitInfo(c) => info = Some(c),
-            Action::Add(_) => added += 1,
-            Action::Remove(_) => removed += 1,
+            Action::Add(a) => {
+                added += 1;
+                data_change |= a.data_change;
+            }
+            Action::Remove(r) => {
+                removed += 1;
+                data_change |= r.data_change;
+            }
             _ => {}
         }
     }
     let info = info?;
+    let metric = |k: &str| {
+        info.info
+            .get("operationMetrics")
+            .and_then(|m| m.get(k))
+            .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+    };
+    let rows_added = metric("num_added_rows")
+        .or_else(|| metric("numOutputRows"))
+        .or_else(|| {
+            Some(
+                metric("num_target_rows_inserted")?
+                    + metric("num_target_rows_updated").unwrap_or(0),
+            )
+        });
     Some(Commit {
         version,
         timestamp: info.timestamp.and_then(millis_to_rfc3339),
         operation: info.operation.clone(),
         files_added: added,
         files_removed: removed,
+        rows_added,
+        data_change,
         run_id: info
             .info
             .get("assay.run_id")
@@ -173,5 +200,61 @@ pub(crate) async fn detail(id: &TableId, table: &DeltaTable, history: i64) -> Re
     Ok(TableDetail {
         summary,
         history: commits,
+    })
+}
+
+/// A page of a table's commits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HistoryPage {
+    /// `layer.name`.
+    pub table: String,
+    /// The latest version.
+    pub latest: i64,
+    /// The oldest version still in the log (older ones were cleaned up and cannot be read).
+    pub oldest: i64,
+    /// Commits skipped (newest first).
+    pub offset: usize,
+    /// Commits asked for.
+    pub limit: usize,
+    /// The `offset` of the next page; `null` on the last.
+    pub next_offset: Option<usize>,
+    /// The commits, newest first.
+    pub commits: Vec<Commit>,
+}
+
+/// Commits `offset..offset + limit` (newest first) of the `versions` still in the log.
+///
+/// # Errors
+/// The table has no readable state.
+pub(crate) async fn history(
+    id: &TableId,
+    table: &DeltaTable,
+    versions: &[i64],
+    limit: usize,
+    offset: usize,
+) -> Result<HistoryPage> {
+    let latest = delta::version(table);
+    let listed: Vec<i64> = versions
+        .iter()
+        .rev()
+        .copied()
+        .filter(|v| *v <= latest)
+        .collect();
+    let page: Vec<i64> = listed.iter().skip(offset).take(limit).copied().collect();
+    let commits = futures::future::join_all(page.iter().map(|v| commit(table, *v)))
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let next = offset.saturating_add(limit);
+    Ok(HistoryPage {
+        table: id.to_string(),
+        latest,
+        oldest: listed.last().copied().unwrap_or(latest),
+        offset,
+        limit,
+        next_offset: (next < listed.len()).then_some(next),
+        commits,
     })
 }

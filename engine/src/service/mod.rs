@@ -28,7 +28,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use serde_json::{Map, Value};
 
 pub use accounts::{Account, AccountChange, ApiKey, Login, NewApiKey};
-pub use catalog::{ColumnInfo, Commit, TableDetail, TableSummary};
+pub use catalog::{ColumnInfo, Commit, HistoryPage, TableDetail, TableSummary};
 pub use error::{Result, ServiceError};
 pub use rows::{Filter, FilterOp, Order, RowsRequest, decode_rows};
 pub use runs::{RunDetail, RunList, RunRecord, RunsFilter};
@@ -113,6 +113,14 @@ pub trait LakeService: Send + Sync + std::fmt::Debug {
     async fn describe(&self, p: &Principal, tables: &[TableId]) -> Result<Vec<TableSummary>>;
     /// One table's summary and recent commits.
     async fn table(&self, p: &Principal, id: &TableId) -> Result<TableDetail>;
+    /// A page of a table's commits, newest first: `offset` commits skipped, `limit` given.
+    async fn history(
+        &self,
+        p: &Principal,
+        id: &TableId,
+        limit: usize,
+        offset: usize,
+    ) -> Result<HistoryPage>;
     /// A table's columns as queries see them.
     async fn schema(&self, p: &Principal, id: &TableId) -> Result<SchemaRef>;
     /// A table's latest version, from memory (see [`Versions`]).
@@ -317,6 +325,19 @@ impl LakeService for Core {
         catalog::detail(id, &table, HISTORY).await
     }
 
+    async fn history(
+        &self,
+        p: &Principal,
+        id: &TableId,
+        limit: usize,
+        offset: usize,
+    ) -> Result<HistoryPage> {
+        authorize(p, Action::ReadTable(id))?;
+        let table = self.open(id).await?;
+        let versions = crate::lifecycle::versions(self.lake(), id).await?;
+        catalog::history(id, &table, &versions, limit, offset).await
+    }
+
     async fn schema(&self, p: &Principal, id: &TableId) -> Result<SchemaRef> {
         authorize(p, Action::ReadTable(id))?;
         let table = self.open(id).await?;
@@ -336,7 +357,10 @@ impl LakeService for Core {
 
     async fn rows(&self, p: &Principal, id: &TableId, req: &RowsRequest) -> Result<Rows> {
         authorize(p, Action::ReadTable(id))?;
-        let table = self.open(id).await?;
+        let table = match req.at {
+            None => self.open(id).await?,
+            Some(at) => crate::lifecycle::open_at(self.lake(), id, at).await?,
+        };
         let version = delta::version(&table);
         self.query.check_filters(req.filters.len())?;
         let ctx = self.query.session(p)?;

@@ -67,6 +67,8 @@ pub struct RowsRequest {
     pub limit: usize,
     /// Rows to skip.
     pub offset: usize,
+    /// An older version to read (time travel); the latest when `None`.
+    pub at: Option<crate::lifecycle::At>,
 }
 
 fn is_text(t: &DataType) -> bool {
@@ -316,6 +318,7 @@ mod tests {
             order_by: Vec::new(),
             limit: 100,
             offset: 0,
+            at: None,
         }
     }
 

@@ -146,6 +146,14 @@ impl Lake {
             .unwrap_or_else(|_| self.root.clone())
     }
 
+    /// The path of a table's directory inside the store.
+    pub fn table_path(&self, id: &TableId) -> object_store::path::Path {
+        self.prefix
+            .clone()
+            .join(id.layer.as_str())
+            .join(id.name.as_str())
+    }
+
     /// Opens the latest snapshot of a table, or `None` when it does not exist yet.
     ///
     /// # Errors

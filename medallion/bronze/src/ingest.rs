@@ -346,6 +346,7 @@ impl BronzeStep {
                 target.table.as_ref().filter(|_| !ctx.full_refresh),
             )?
             .merge_schema()
+            .partitioned(&self.config.partition_by)
             .raw_text(),
             rejected: FileWriter::new(
                 &ctx.lake,
@@ -427,7 +428,7 @@ impl BronzeStep {
                 NewFiles {
                     schema,
                     adds: Vec::new(),
-                    partition_by: Vec::new(),
+                    partition_by: self.config.partition_by.clone(),
                 }
             }
         };

@@ -301,7 +301,9 @@ impl Load<'_> {
         let mut parts = tokio::task::JoinSet::new();
         for i in 0..plan.output_partitioning().partition_count() {
             let stream = plan.execute(i, Arc::clone(&task)).map_err(self.q())?;
-            let main = FileWriter::new(lake, table, None)?.schema(&split.kept_schema);
+            let main = FileWriter::new(lake, table, None)?
+                .schema(&split.kept_schema)
+                .partitioned(&self.step.config.partition_by);
             let rejected = FileWriter::new(lake, &qid, None)?.schema(&split.rejected_schema);
             parts.spawn(Arc::clone(&split).part(stream, main, rejected, rules));
         }
@@ -389,7 +391,8 @@ impl Load<'_> {
             let latest = crate::dedup::latest(config, frame)
                 .and_then(|f| f.select(columns))
                 .map_err(self.q())?;
-            let deduplicated = delta::Staged::write(lake, table, latest, &[]).await?;
+            let deduplicated =
+                delta::Staged::write(lake, table, latest, &config.partition_by).await?;
             let rows = deduplicated.rows();
             self.ctx.faults.before_commit(table)?;
             let t = deduplicated

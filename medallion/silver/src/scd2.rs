@@ -91,7 +91,15 @@ pub(crate) async fn apply(w: Target<'_>, good: DataFrame) -> Result<(i64, u64)> 
         } else {
             WriteMode::Append
         };
-        let table = delta::write_frame(&w.ctx.lake, w.id, history, mode, &[], w.info).await?;
+        let table = delta::write_frame(
+            &w.ctx.lake,
+            w.id,
+            history,
+            mode,
+            &w.config.partition_by,
+            w.info,
+        )
+        .await?;
         return Ok((
             delta::version(&table),
             delta::last_commit_added_rows(&table).await,

@@ -70,6 +70,15 @@ impl LakeService for Failing {
     async fn table(&self, _: &Principal, _: &TableId) -> Result<TableDetail> {
         self.fail()
     }
+    async fn history(
+        &self,
+        _: &Principal,
+        _: &TableId,
+        _: usize,
+        _: usize,
+    ) -> Result<assay_engine::service::HistoryPage> {
+        self.fail()
+    }
     async fn schema(&self, _: &Principal, _: &TableId) -> Result<SchemaRef> {
         self.fail()
     }
