@@ -83,6 +83,18 @@ impl std::fmt::Debug for Launcher {
     }
 }
 
+/// What a launcher starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    /// A run of the selected steps.
+    Run {
+        /// Rebuild the selected tables from scratch.
+        full_refresh: bool,
+    },
+    /// Maintenance of the selected tables (see [`crate::lifecycle::maintain_tables`]).
+    Maintain,
+}
+
 /// Logs each step's outcome (a server has no terminal to draw progress on).
 struct Logged;
 
@@ -178,6 +190,23 @@ impl Launcher {
         full_refresh: bool,
         by: &str,
     ) -> Result<Running, LaunchError> {
+        self.start_job(select, exclude, Job::Run { full_refresh }, by)
+            .await
+    }
+
+    /// Starts `job` on the selected tables in the background, in the same slot and under the
+    /// same lease as runs: a maintenance never overlaps a run.
+    ///
+    /// # Errors
+    /// A run is in progress, or the selection is invalid or leaves nothing to run.
+    pub async fn start_job(
+        &self,
+        select: Option<&str>,
+        exclude: Option<&str>,
+        job: Job,
+        by: &str,
+    ) -> Result<Running, LaunchError> {
+        let full_refresh = matches!(job, Job::Run { full_refresh: true });
         let selection = self
             .pipeline
             .selection(select, exclude)
@@ -228,7 +257,7 @@ impl Launcher {
         tokio::spawn(async move {
             let outcome = match (lease, &this.lease) {
                 (Some(mut lease), Some(l)) => {
-                    let run = this.execute(&run_id, selection, full_refresh, &by);
+                    let run = this.execute(&run_id, selection, job, &by);
                     tokio::pin!(run);
                     let outcome = loop {
                         tokio::select! {
@@ -248,7 +277,7 @@ impl Launcher {
                     metrics::gauge!("assay_run_lease_held", "holder" => l.holder.clone()).set(0.0);
                     outcome
                 }
-                _ => this.execute(&run_id, selection, full_refresh, &by).await,
+                _ => this.execute(&run_id, selection, job, &by).await,
             };
             if let Err(e) = outcome {
                 tracing::error!(run_id = %run_id, error = %e, "run failed to start or record");
@@ -256,6 +285,26 @@ impl Launcher {
             this.clear();
         });
         Ok(run)
+    }
+
+    /// Maintains the selected tables (all of the lake when `None`).
+    async fn maintain(
+        &self,
+        run_id: &str,
+        selection: Option<std::collections::BTreeSet<TableId>>,
+    ) -> crate::Result<()> {
+        tracing::info!(run_id, "maintenance started");
+        let tables = crate::lifecycle::selected(
+            crate::lifecycle::all_tables(&self.lake).await?,
+            selection.as_ref(),
+        );
+        for line in
+            crate::lifecycle::maintain_tables(&self.lake, &self.maintenance, &tables, true).await
+        {
+            tracing::info!(run_id, "{line}");
+        }
+        tracing::info!(run_id, "maintenance finished");
+        Ok(())
     }
 
     /// Frees this launcher's slot.
@@ -269,9 +318,16 @@ impl Launcher {
         &self,
         run_id: &str,
         selection: Option<std::collections::BTreeSet<TableId>>,
-        full_refresh: bool,
+        job: Job,
         by: &str,
     ) -> crate::Result<()> {
+        let full_refresh = match job {
+            Job::Run { full_refresh } => full_refresh,
+            Job::Maintain => {
+                let span = tracing::info_span!("maintain", run_id, user = by);
+                return self.maintain(run_id, selection).instrument(span).await;
+            }
+        };
         let span = tracing::info_span!("run", run_id, user = by, full_refresh);
         self.execute_in_span(run_id, selection, full_refresh, by)
             .instrument(span)

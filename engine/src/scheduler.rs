@@ -257,14 +257,15 @@ impl Scheduler {
         }
         if !paused {
             let by = format!("schedule:{}", s.name);
+            let job = match s.task {
+                crate::config::Task::Run => crate::launcher::Job::Run {
+                    full_refresh: s.full_refresh,
+                },
+                crate::config::Task::Maintain => crate::launcher::Job::Maintain,
+            };
             match self
                 .launcher
-                .start_excluding(
-                    s.select.as_deref(),
-                    s.exclude.as_deref(),
-                    s.full_refresh,
-                    &by,
-                )
+                .start_job(s.select.as_deref(), s.exclude.as_deref(), job, &by)
                 .await
             {
                 Ok(run) => record.run_id = Some(run.run_id),

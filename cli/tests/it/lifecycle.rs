@@ -439,3 +439,215 @@ partition_by = ["region"]
     let out = f.assay(&["run"]);
     failed_with(&out, "partitioned table keeps the columns");
 }
+
+/// GET with the root token; status and JSON body.
+async fn get(base: &str, bearer: &str, path: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::Client::new()
+        .get(format!("{base}{path}"))
+        .header("Authorization", bearer)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or_default())
+}
+
+/// POST /api/v1/query with the root token; status and JSON body.
+async fn sql(base: &str, bearer: &str, sql: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/v1/query"))
+        .header("Authorization", bearer)
+        .json(&serde_json::json!({ "sql": sql }))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn older_versions_are_served_over_rest_sql_and_flight() {
+    let f = project(&Backend::Local, "", 3);
+    // Between the first and the second commit of bronze.events.
+    let first = f.digest("bronze.events", Some(0));
+    assert_eq!(first["rows"], 10);
+    let served = f.serve_as_root(std::process::Stdio::null());
+    let bearer = crate::kit::root_bearer(served.port);
+    let base = served.rest.clone();
+
+    let (status, page) = get(
+        &base,
+        &bearer,
+        "/api/v1/tables/bronze.events/rows?version=0&limit=1000",
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["version"], 0);
+    assert_eq!(page["count"], 10);
+    let (_, latest) = get(
+        &base,
+        &bearer,
+        "/api/v1/tables/bronze.events/rows?limit=1000",
+    )
+    .await;
+    assert_eq!(latest["version"], 2);
+    assert_eq!(latest["count"], 32);
+    // By time: the commits' own times decide.
+    let (_, history) = get(&base, &bearer, "/api/v1/tables/bronze.events/history").await;
+    let commits = history["commits"].as_array().unwrap();
+    assert_eq!(commits.len(), 3, "{history}");
+    assert_eq!(commits[0]["version"], 2);
+    assert_eq!(commits[2]["version"], 0);
+    assert_eq!(commits[2]["rows_added"], 10, "{history}");
+    assert_eq!(commits[2]["data_change"], true);
+    let t1 = commits[1]["timestamp"].as_str().unwrap().to_string();
+    let (status, at) = get(
+        &base,
+        &bearer,
+        &format!(
+            "/api/v1/tables/bronze.events/rows?as_of={}&limit=1000",
+            t1.replace('+', "%2B")
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{at}");
+    assert_eq!(at["version"], 1);
+    assert_eq!(at["count"], 21);
+    // Filters apply to the old version as to the latest.
+    let (_, filtered) = get(
+        &base,
+        &bearer,
+        "/api/v1/tables/bronze.events/rows?version=0&kind=a",
+    )
+    .await;
+    assert_eq!(filtered["count"], 4, "{filtered}");
+
+    // Bad requests name what is wrong.
+    let (status, e) = get(
+        &base,
+        &bearer,
+        "/api/v1/tables/bronze.events/rows?version=99",
+    )
+    .await;
+    assert_eq!(status, 404, "{e}");
+    assert!(e.to_string().contains("there is no version 99"), "{e}");
+    let (status, e) = get(
+        &base,
+        &bearer,
+        "/api/v1/tables/bronze.events/rows?version=x",
+    )
+    .await;
+    assert_eq!(status, 400, "{e}");
+    let (status, e) = get(
+        &base,
+        &bearer,
+        "/api/v1/tables/bronze.events/rows?version=1&as_of=2026-01-01",
+    )
+    .await;
+    assert_eq!(status, 400, "{e}");
+    let (status, e) = get(
+        &base,
+        &bearer,
+        "/api/v1/tables/bronze.events/rows?as_of=2001-01-01",
+    )
+    .await;
+    assert_eq!(status, 404, "{e}");
+    assert!(e.to_string().contains("no version was committed"), "{e}");
+
+    // History pages.
+    let (_, p1) = get(
+        &base,
+        &bearer,
+        "/api/v1/tables/bronze.events/history?limit=2",
+    )
+    .await;
+    assert_eq!(p1["commits"].as_array().unwrap().len(), 2);
+    assert_eq!(p1["next_offset"], 2);
+    let (_, p2) = get(
+        &base,
+        &bearer,
+        "/api/v1/tables/bronze.events/history?limit=2&offset=2",
+    )
+    .await;
+    assert_eq!(p2["commits"][0]["version"], 0);
+    assert_eq!(p2["next_offset"], serde_json::Value::Null);
+    let (status, _) = get(
+        &base,
+        &bearer,
+        "/api/v1/tables/bronze.events/history?limit=0",
+    )
+    .await;
+    assert_eq!(status, 400);
+
+    // SQL: Delta's clauses, and the `@` form.
+    let (status, r) = sql(
+        &base,
+        &bearer,
+        "SELECT COUNT(*) AS n FROM bronze.events VERSION AS OF 0",
+    )
+    .await;
+    assert_eq!(status, 200, "{r}");
+    assert!(r.to_string().contains("\"n\":10"), "{r}");
+    let (_, r) = sql(
+        &base,
+        &bearer,
+        &format!("SELECT COUNT(*) AS n FROM bronze.events TIMESTAMP AS OF '{t1}'"),
+    )
+    .await;
+    assert!(r.to_string().contains("\"n\":21"), "{r}");
+    let (_, r) = sql(
+        &base,
+        &bearer,
+        "SELECT (SELECT COUNT(*) FROM bronze.\"events@v2\") - (SELECT COUNT(*) FROM bronze.events VERSION AS OF 1) AS d",
+    )
+    .await;
+    assert!(r.to_string().contains("\"d\":11"), "{r}");
+    let (status, r) = sql(
+        &base,
+        &bearer,
+        "SELECT * FROM bronze.events VERSION AS OF 7",
+    )
+    .await;
+    assert_eq!(status, 404, "{r}");
+    let n = crate::kit::adbc_scalar(
+        &served.flight,
+        "SELECT COUNT(*) FROM bronze.events VERSION AS OF 1",
+    );
+    assert_eq!(n, "21");
+    served.stop();
+}
+
+#[tokio::test]
+async fn a_maintain_schedule_compacts_the_selected_tables() {
+    let f = project(
+        &Backend::Local,
+        "[maintenance]\nsmall_files = 2\n\n[[schedule]]\nname = \"tidy\"\ncron = \"*/2 * * * * *\"\ntask = \"maintain\"\nselect = \"bronze\"\n",
+        4,
+    );
+    let id = assay_engine::TableId::parse("bronze.events").unwrap();
+    let files = |f: &Fixture| {
+        let lake = f.lake();
+        let id = id.clone();
+        async move {
+            let t = lake.open(&id).await.unwrap().unwrap();
+            assay_engine::lifecycle::file_stats(&id, &t, 1 << 27).unwrap().files
+        }
+    };
+    assert_eq!(files(&f).await, 4);
+    let silver_version = f.version("silver.events").await;
+    let served = f.serve_as_root(std::process::Stdio::null());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while files(&f).await != 1 {
+        assert!(std::time::Instant::now() < deadline, "bronze.events was not compacted");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    // Only the selection is maintained, and no step ran.
+    assert_eq!(f.version("silver.events").await, silver_version);
+    served.stop();
+    assert_eq!(f.digest("bronze.events", None)["rows"], 10 + 11 * 3);
+    // A maintain schedule rebuilds nothing.
+    let bad = Fixture::with_config(
+        "[[schedule]]\nname = \"x\"\ncron = \"0 3 * * *\"\ntask = \"maintain\"\nfull_refresh = true\n",
+    );
+    failed_with(&bad.assay(&["ls"]), "leave `full_refresh` out");
+}

@@ -28,7 +28,7 @@ pub use medallion::{
     Incremental, OnError, SCD2_COLUMNS, SchemaEvolution, SilverConfig, SilverInput, SourceConfig,
     Strategy,
 };
-pub use schedule::{CatchUp, ScheduleConfig, StepOptions};
+pub use schedule::{CatchUp, ScheduleConfig, StepOptions, Task};
 pub use types::{ColumnType, parse_column_type};
 
 use crate::error::{EngineError, Result};

@@ -77,6 +77,8 @@ pub(crate) struct RawSchedule {
     pub(crate) full_refresh: bool,
     #[serde(default)]
     pub(crate) catch_up: super::CatchUp,
+    #[serde(default)]
+    pub(crate) task: super::schedule::Task,
 }
 
 fn no_tags() -> Spanned<Vec<String>> {

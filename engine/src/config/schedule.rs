@@ -35,6 +35,18 @@ impl CatchUp {
     }
 }
 
+/// What a schedule's tick does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    /// Runs the selected steps (default).
+    #[default]
+    Run,
+    /// Maintains the selected tables: their settings, compaction past `small_files`, and a
+    /// vacuum with their `vacuum_retain` (see `[maintenance]`).
+    Maintain,
+}
+
 /// A validated `[[schedule]]` entry.
 #[derive(Debug, Clone)]
 pub struct ScheduleConfig {
@@ -50,6 +62,8 @@ pub struct ScheduleConfig {
     pub exclude: Option<String>,
     /// Whether each run rebuilds the selected tables from scratch.
     pub full_refresh: bool,
+    /// Whether a tick runs the steps or maintains the tables.
+    pub task: Task,
     /// What to do about missed ticks.
     pub catch_up: CatchUp,
     /// Line of the entry's `name` in the project file (for errors found later).
@@ -186,6 +200,13 @@ impl Validator<'_> {
                     )
                 })?,
             };
+            if s.full_refresh && s.task == Task::Maintain {
+                return Err(self.err(
+                    &s.name,
+                    "schedule.full_refresh",
+                    "a `task = \"maintain\"` schedule rebuilds nothing; leave `full_refresh` out",
+                ));
+            }
             let schedule = ScheduleConfig {
                 name: name.clone(),
                 cron: cron.to_string(),
@@ -193,6 +214,7 @@ impl Validator<'_> {
                 select: s.select.map(toml::Spanned::into_inner),
                 exclude: s.exclude.map(toml::Spanned::into_inner),
                 full_refresh: s.full_refresh,
+                task: s.task,
                 catch_up: s.catch_up,
                 line: self.line_of(&s.name),
                 pattern,

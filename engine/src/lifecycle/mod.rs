@@ -556,13 +556,28 @@ pub async fn after_run(
                 .map(|n| TableId::new(Layer::System, n)),
         )
         .collect::<std::collections::BTreeSet<_>>();
+    let tables: Vec<TableId> = tables.into_iter().collect();
+    maintain_tables(lake, config, &tables, false).await
+}
+
+/// Maintains `tables`: settings applied where they differ; a table with more than
+/// `small_files` small files compacted (with `auto`, or always when `scheduled`), then
+/// vacuumed with its `vacuum_retain` when that is not below `vacuum_min_retain`. One line per
+/// thing done; a failure is logged and reported as a line.
+pub async fn maintain_tables(
+    lake: &Lake,
+    config: &crate::config::MaintenanceConfig,
+    tables: &[TableId],
+    scheduled: bool,
+) -> Vec<String> {
     let mut lines = Vec::new();
     for id in tables {
-        let settings = config.for_table(&id);
-        match maintain(lake, &id, &settings, config.vacuum_min_retain).await {
+        let mut settings = config.for_table(id);
+        settings.auto |= scheduled;
+        match maintain(lake, id, &settings, config.vacuum_min_retain).await {
             Ok(mut done) => lines.append(&mut done),
             Err(e) => {
-                tracing::warn!(table = %id, error = %e, "maintenance after the run failed");
+                tracing::warn!(table = %id, error = %e, "maintenance failed");
                 lines.push(format!("{id}: maintenance failed: {e}"));
             }
         }
@@ -570,7 +585,7 @@ pub async fn after_run(
     lines
 }
 
-/// [`after_run`] for one table.
+/// [`maintain_tables`] for one table.
 async fn maintain(
     lake: &Lake,
     id: &TableId,

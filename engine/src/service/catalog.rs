@@ -97,12 +97,18 @@ async fn commit(table: &DeltaTable, version: i64) -> Option<Commit> {
     let (mut added, mut removed) = (0u64, 0u64);
     let mut info = None;
     let mut data_change = false;
+    let mut added_rows: Option<u64> = None;
     for a in actions {
         match a {
             Action::CommitInfo(c) => info = Some(c),
             Action::Add(a) => {
                 added += 1;
                 data_change |= a.data_change;
+                if a.data_change
+                    && let Ok(Some(stats)) = a.get_stats()
+                {
+                    *added_rows.get_or_insert(0) += stats.num_records.max(0) as u64;
+                }
             }
             Action::Remove(r) => {
                 removed += 1;
@@ -125,7 +131,8 @@ async fn commit(table: &DeltaTable, version: i64) -> Option<Commit> {
                 metric("num_target_rows_inserted")?
                     + metric("num_target_rows_updated").unwrap_or(0),
             )
-        });
+        })
+        .or(added_rows);
     Some(Commit {
         version,
         timestamp: info.timestamp.and_then(millis_to_rfc3339),
