@@ -73,7 +73,13 @@ pub fn at(param: &str, value: &str) -> Result<assay_engine::lifecycle::At> {
         })?;
         return Ok(At::Version(v));
     }
-    parse_timestamp(value)
+    // A query string turns an unescaped `+` of the offset into a space: take it back.
+    let value = if value.contains('T') {
+        value.replacen(' ', "+", 1)
+    } else {
+        value.to_string()
+    };
+    parse_timestamp(&value)
         .map(At::Timestamp)
         .map_err(|e| ApiError::bad_request(format!("`{param}`: {e}")))
 }
