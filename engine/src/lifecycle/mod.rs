@@ -112,8 +112,22 @@ pub async fn optimize(lake: &Lake, id: &TableId, settings: &TableMaintenance) ->
         OptimizeType::ZOrder(zorder.clone())
     };
     let target_size = std::num::NonZeroU64::new(target.max(1)).unwrap_or(std::num::NonZeroU64::MIN);
+    // Rewritten files keep the plain string and binary types the table's other writers use
+    // (DataFusion would read, and delta-rs then write, view types, which some readers'
+    // filters do not take).
+    let mut config = datafusion::prelude::SessionConfig::new();
+    config
+        .options_mut()
+        .execution
+        .parquet
+        .schema_force_view_types = false;
+    let session = datafusion::execution::SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .build();
     let (table, metrics) = table
         .optimize()
+        .with_session_state(std::sync::Arc::new(session))
         .with_type(kind)
         .with_target_size(target_size)
         .with_writer_properties(delta::writer_properties())
