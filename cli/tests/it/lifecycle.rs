@@ -225,12 +225,21 @@ async fn restore_and_verify_name_what_is_wrong(backend: Backend) {
     let out = f.assay(&["verify", "--select", "bronze.events"]);
     succeeded(&out);
     // A data file lost behind Assay's back is named.
-    let files = f.lake_files("bronze/events").await;
-    let victim = files
-        .iter()
-        .find(|n| n.ends_with(".parquet"))
+    let table = f
+        .lake()
+        .open(&assay_engine::TableId::parse("bronze.events").unwrap())
+        .await
         .unwrap()
-        .clone();
+        .unwrap();
+    let victim = table
+        .snapshot()
+        .unwrap()
+        .log_data()
+        .iter()
+        .next()
+        .unwrap()
+        .path()
+        .to_string();
     f.delete_lake_file(&format!("bronze/events/{victim}")).await;
     let out = f.assay(&["verify"]);
     failed_with(
@@ -440,10 +449,19 @@ partition_by = ["region"]
     failed_with(&out, "partitioned table keeps the columns");
 }
 
-/// GET with the root token; status and JSON body.
-async fn get(base: &str, bearer: &str, path: &str) -> (u16, serde_json::Value) {
-    let r = reqwest::Client::new()
-        .get(format!("{base}{path}"))
+/// A request with the root token (a JSON body when `body` is given); status and JSON body.
+async fn call(
+    base: &str,
+    bearer: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let client = reqwest::Client::new();
+    let request = match body {
+        Some(b) => client.post(format!("{base}{path}")).json(&b),
+        None => client.get(format!("{base}{path}")),
+    };
+    let r = request
         .header("Authorization", bearer)
         .send()
         .await
@@ -452,17 +470,18 @@ async fn get(base: &str, bearer: &str, path: &str) -> (u16, serde_json::Value) {
     (status, r.json().await.unwrap_or_default())
 }
 
-/// POST /api/v1/query with the root token; status and JSON body.
+async fn get(base: &str, bearer: &str, path: &str) -> (u16, serde_json::Value) {
+    call(base, bearer, path, None).await
+}
+
 async fn sql(base: &str, bearer: &str, sql: &str) -> (u16, serde_json::Value) {
-    let r = reqwest::Client::new()
-        .post(format!("{base}/api/v1/query"))
-        .header("Authorization", bearer)
-        .json(&serde_json::json!({ "sql": sql }))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or_default())
+    call(
+        base,
+        bearer,
+        "/api/v1/query",
+        Some(serde_json::json!({ "sql": sql })),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -609,6 +628,47 @@ async fn older_versions_are_served_over_rest_sql_and_flight() {
     )
     .await;
     assert_eq!(status, 404, "{r}");
+    // The role rules stay the same: a reader sees no old version of a silver table either.
+    let (status, r) = call(
+        &base,
+        &bearer,
+        "/api/v1/users",
+        Some(serde_json::json!({"username": "rita", "password": "reader-pw-1", "role": "reader"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{r}");
+    let (status, login) = call(
+        &base,
+        "",
+        "/api/v1/login",
+        Some(serde_json::json!({"username": "rita", "password": "reader-pw-1"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{login}");
+    let reader = format!("Bearer {}", login["token"].as_str().unwrap());
+    let (status, _) = get(
+        &base,
+        &reader,
+        "/api/v1/tables/silver.events/rows?version=0",
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) = get(&base, &reader, "/api/v1/tables/silver.events/history").await;
+    assert_eq!(status, 404);
+    let (status, _) = sql(
+        &base,
+        &reader,
+        "SELECT * FROM silver.events VERSION AS OF 0",
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, r) = sql(
+        &base,
+        &reader,
+        "SELECT COUNT(*) AS n FROM gold.kinds VERSION AS OF 0",
+    )
+    .await;
+    assert_eq!(status, 200, "{r}");
     let n = crate::kit::adbc_scalar(
         &served.flight,
         "SELECT COUNT(*) FROM bronze.events VERSION AS OF 1",
@@ -630,7 +690,9 @@ async fn a_maintain_schedule_compacts_the_selected_tables() {
         let id = id.clone();
         async move {
             let t = lake.open(&id).await.unwrap().unwrap();
-            assay_engine::lifecycle::file_stats(&id, &t, 1 << 27).unwrap().files
+            assay_engine::lifecycle::file_stats(&id, &t, 1 << 27)
+                .unwrap()
+                .files
         }
     };
     assert_eq!(files(&f).await, 4);
@@ -638,7 +700,10 @@ async fn a_maintain_schedule_compacts_the_selected_tables() {
     let served = f.serve_as_root(std::process::Stdio::null());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while files(&f).await != 1 {
-        assert!(std::time::Instant::now() < deadline, "bronze.events was not compacted");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bronze.events was not compacted"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
     // Only the selection is maintained, and no step ran.
