@@ -716,3 +716,91 @@ async fn a_maintain_schedule_compacts_the_selected_tables() {
     );
     failed_with(&bad.assay(&["ls"]), "leave `full_refresh` out");
 }
+
+#[tokio::test]
+async fn date_parts_partition_silver_and_gold() {
+    let toml = r#"
+[[bronze]]
+name = "orders"
+source = { kind = "files", path = "data/*.csv" }
+
+[[silver]]
+name = "orders"
+from = "bronze.orders"
+columns = { id = "bigint", order_ts = "timestamp", amount = "double" }
+keys = ["id"]
+partition_by = ["year(order_ts)", "month(order_ts)"]
+
+[[gold]]
+name = "daily"
+partition_by = ["date(day)"]
+"#;
+    let f = Fixture::with_config_on(&Backend::Local, toml);
+    f.write(
+        "sql/gold/daily.sql",
+        "SELECT date_trunc('day', order_ts) AS day, SUM(amount) AS amount FROM silver.orders GROUP BY 1\n",
+    );
+    f.write(
+        "data/a.csv",
+        "id,order_ts,amount\n1,2025-12-31T23:00:00Z,1.0\n2,2026-01-01T01:00:00Z,2.0\n3,2026-02-03T10:00:00Z,4.0\n",
+    );
+    f.run_ok(&[]);
+    let d = f.digest("silver.orders", None);
+    assert_eq!(
+        d["partitions"],
+        serde_json::json!(["order_ts_year", "order_ts_month"])
+    );
+    let files = f.lake_files("silver/orders").await;
+    assert!(
+        files
+            .iter()
+            .any(|p| p.starts_with("order_ts_year=2025/order_ts_month=12/")),
+        "{files:?}"
+    );
+    assert_eq!(
+        f.table("SELECT id, order_ts_year, order_ts_month FROM silver.orders ORDER BY id")
+            .await,
+        "\
++----+---------------+----------------+
+| id | order_ts_year | order_ts_month |
++----+---------------+----------------+
+| 1  | 2025          | 12             |
+| 2  | 2026          | 1              |
+| 3  | 2026          | 2              |
++----+---------------+----------------+"
+    );
+    assert_eq!(
+        f.digest("gold.daily", None)["partitions"],
+        serde_json::json!(["day_date"])
+    );
+    // Increments keep deriving them.
+    f.write(
+        "data/b.csv",
+        "id,order_ts,amount\n4,2026-02-04T10:00:00Z,8.0\n1,2025-12-31T23:00:00Z,1.5\n",
+    );
+    f.run_ok(&[]);
+    assert_eq!(f.count("silver.orders").await, 4);
+    assert_eq!(
+        f.table("SELECT SUM(amount) AS a FROM gold.daily WHERE day_date = DATE '2026-02-04'")
+            .await,
+        "\
++-----+
+| a   |
++-----+
+| 8.0 |
++-----+"
+    );
+    // Bronze keeps raw values: no derived parts there; an unknown part is named.
+    let bad = Fixture::with_config(
+        "[[bronze]]\nname = \"o\"\nsource = { kind = \"files\", path = \"*.csv\" }\npartition_by = [\"year(ts)\"]\n",
+    );
+    failed_with(
+        &bad.assay(&["ls"]),
+        "`bronze[0].partition_by`: bronze keeps its values",
+    );
+    let bad = Fixture::with_config(
+        "[[gold]]\nname = \"g\"\nsql = \"g.sql\"\npartition_by = [\"week(ts)\"]\n",
+    );
+    bad.write("g.sql", "SELECT 1 AS x\n");
+    failed_with(&bad.assay(&["ls"]), "`week` is not a date part");
+}

@@ -158,6 +158,110 @@ pub enum SilverInput {
     },
 }
 
+/// A part of a date or timestamp that a partition column can be derived from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatePart {
+    /// `year(c)`: the year, an `Int32`.
+    Year,
+    /// `month(c)`: the month, 1-12.
+    Month,
+    /// `day(c)`: the day of the month, 1-31.
+    Day,
+    /// `hour(c)`: the hour, 0-23.
+    Hour,
+    /// `date(c)`: the date, a `Date32`.
+    Date,
+}
+
+/// A partition column computed from another column: `partition_by = ["year(order_ts)"]`
+/// stores `order_ts_year` with every row and partitions by it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DerivedColumn {
+    /// The stored column, `<column>_<part>`.
+    pub name: String,
+    /// The part taken.
+    pub part: DatePart,
+    /// The column it is taken from.
+    pub column: String,
+}
+
+impl DerivedColumn {
+    /// The expression computing the column from its source column.
+    pub fn expr(&self) -> datafusion::logical_expr::Expr {
+        use datafusion::arrow::datatypes::DataType;
+        use datafusion::logical_expr::{cast, ident, lit};
+        let source = ident(&self.column);
+        let part = |p: &str| {
+            cast(
+                datafusion::functions::datetime::expr_fn::date_part(lit(p), source.clone()),
+                DataType::Int32,
+            )
+        };
+        match self.part {
+            DatePart::Year => part("year"),
+            DatePart::Month => part("month"),
+            DatePart::Day => part("day"),
+            DatePart::Hour => part("hour"),
+            DatePart::Date => cast(source.clone(), DataType::Date32),
+        }
+    }
+
+    /// Parses `part(column)`; `None` for a plain column name.
+    ///
+    /// # Errors
+    /// A call of something else than `year`, `month`, `day`, `hour`, `date`.
+    pub fn parse(item: &str) -> std::result::Result<Option<DerivedColumn>, String> {
+        let Some((f, rest)) = item.trim().split_once('(') else {
+            return Ok(None);
+        };
+        let column = rest
+            .strip_suffix(')')
+            .map(str::trim)
+            .filter(|c| !c.is_empty() && !c.contains(['(', ')', ',']))
+            .ok_or_else(|| format!("`{item}`: expected part(column), e.g. year(order_ts)"))?;
+        let f = f.trim().to_ascii_lowercase();
+        let part = match f.as_str() {
+            "year" => DatePart::Year,
+            "month" => DatePart::Month,
+            "day" => DatePart::Day,
+            "hour" => DatePart::Hour,
+            "date" => DatePart::Date,
+            other => {
+                return Err(format!(
+                    "`{item}`: `{other}` is not a date part (year, month, day, hour, date)"
+                ));
+            }
+        };
+        Ok(Some(DerivedColumn {
+            name: format!("{column}_{f}"),
+            part,
+            column: column.to_string(),
+        }))
+    }
+}
+
+/// Splits `partition_by` as written into the stored partition column names and the columns
+/// derived from date parts.
+///
+/// # Errors
+/// An item that is neither a column nor `part(column)`.
+pub fn partition_columns(
+    items: &[String],
+) -> std::result::Result<(Vec<String>, Vec<DerivedColumn>), String> {
+    let mut names = Vec::new();
+    let mut derived = Vec::new();
+    for item in items {
+        match DerivedColumn::parse(item)? {
+            Some(d) => {
+                names.push(d.name.clone());
+                derived.push(d);
+            }
+            None => names.push(item.trim().to_string()),
+        }
+    }
+    Ok((names, derived))
+}
+
 /// One silver table.
 #[derive(Debug, Clone)]
 pub struct SilverConfig {
@@ -183,8 +287,11 @@ pub struct SilverConfig {
     pub apply_as_deletes: Option<ConfigExpr>,
     /// How versions of a key are kept (`history`).
     pub history: History,
-    /// Partition columns (Hive-style directories), from the output's columns.
+    /// Partition columns (Hive-style directories), from the output's columns and
+    /// `derived`.
     pub partition_by: Vec<String>,
+    /// Partition columns computed from date parts of output columns, stored with each row.
+    pub derived: Vec<DerivedColumn>,
 }
 
 /// How a silver table with keys keeps the versions of a key.
@@ -267,8 +374,10 @@ pub struct GoldConfig {
     pub file: String,
     /// The query text.
     pub sql: String,
-    /// Partition columns.
+    /// Partition columns (the model's output columns and `derived`).
     pub partition_by: Vec<String>,
+    /// Partition columns computed from date parts of output columns, stored with each row.
+    pub derived: Vec<DerivedColumn>,
     /// Incremental materialization; `None`: a full rebuild whenever an upstream changed.
     pub incremental: Option<Incremental>,
     /// Checks on the new version before it is published.
@@ -276,6 +385,26 @@ pub struct GoldConfig {
 }
 
 impl Validator<'_> {
+    /// `partition_by` of an entry: names, and the derived date parts when `derive` allows.
+    fn partitions(
+        &self,
+        key: &str,
+        items: &[String],
+        derive: bool,
+    ) -> Result<(Vec<String>, Vec<DerivedColumn>)> {
+        let err = |message: String| EngineError::Config {
+            file: self.file.to_string(),
+            message: format!("`{key}.partition_by`: {message}"),
+        };
+        let (names, derived) = partition_columns(items).map_err(err)?;
+        if !derive && !derived.is_empty() {
+            return Err(err(
+                "bronze keeps its values as they came; derive date parts in silver or gold".into(),
+            ));
+        }
+        Ok((names, derived))
+    }
+
     pub(super) fn bronze(
         &self,
         i: usize,
@@ -317,7 +446,9 @@ impl Validator<'_> {
             source,
             on_error: b.on_error,
             schema_evolution: b.schema_evolution,
-            partition_by: b.partition_by,
+            partition_by: self
+                .partitions(&format!("bronze[{i}]"), &b.partition_by, false)?
+                .0,
         })
     }
 
@@ -431,6 +562,7 @@ impl Validator<'_> {
                 },
             })
             .collect();
+        let (partition_by, derived) = self.partitions(&key, &s.partition_by, true)?;
         Ok(SilverConfig {
             name: s.name.into_inner(),
             input,
@@ -442,7 +574,8 @@ impl Validator<'_> {
             expectations,
             apply_as_deletes,
             history,
-            partition_by: s.partition_by,
+            partition_by,
+            derived,
         })
     }
 
@@ -583,6 +716,9 @@ impl Validator<'_> {
             let sql = self.sql_file(&rel, &format!("{key}.sql"))?;
             let model = format!("gold.{}", g.name.get_ref());
             let refs = crate::dag::sql_references(&model, rel.get_ref(), &sql)?;
+            let (partition_by, derived) = self.partitions(&key, &g.partition_by, true)?;
+            let mut g = g;
+            g.partition_by = partition_by;
             let incremental = self.incremental(&key, &g, rel.get_ref(), &refs)?;
             let audits = self.audits(&key, &g, &refs)?;
             gold.push(GoldConfig {
@@ -590,6 +726,7 @@ impl Validator<'_> {
                 file: rel.into_inner(),
                 sql,
                 partition_by: g.partition_by,
+                derived,
                 incremental,
                 audits,
             });
@@ -633,6 +770,7 @@ impl Validator<'_> {
                 file: rel,
                 sql,
                 partition_by: Vec::new(),
+                derived: Vec::new(),
                 incremental: None,
                 audits: Vec::new(),
             });

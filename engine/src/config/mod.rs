@@ -24,9 +24,9 @@ pub use database::{DatabaseSource, DbIncremental, DbParallel};
 pub use http::{HttpAuth, HttpFormat, HttpIncremental, HttpSource, Pagination};
 pub use maintenance::{MaintenanceConfig, TableMaintenance, delta_interval};
 pub use medallion::{
-    Action, BronzeConfig, ConfigExpr, CsvOptions, Expectation, FileFormat, GoldConfig, History,
-    Incremental, OnError, SCD2_COLUMNS, SchemaEvolution, SilverConfig, SilverInput, SourceConfig,
-    Strategy,
+    Action, BronzeConfig, ConfigExpr, CsvOptions, DatePart, DerivedColumn, Expectation, FileFormat,
+    GoldConfig, History, Incremental, OnError, SCD2_COLUMNS, SchemaEvolution, SilverConfig,
+    SilverInput, SourceConfig, Strategy, partition_columns,
 };
 pub use schedule::{CatchUp, ScheduleConfig, StepOptions, Task};
 pub use types::{ColumnType, parse_column_type};

@@ -148,7 +148,7 @@ pub(crate) struct RawBronze {
     pub(crate) schema_evolution: super::SchemaEvolution,
     #[serde(default)]
     pub(crate) partition_by: Vec<String>,
-    #[serde(default)]
+    #[serde(default, alias = "cluster_by")]
     pub(crate) zorder_by: Vec<String>,
     pub(crate) maintenance: Option<super::maintenance::RawMaintenance>,
     #[serde(default = "no_tags")]
@@ -193,7 +193,7 @@ pub(crate) struct RawSilver {
     pub(crate) history: Option<Spanned<super::History>>,
     #[serde(default)]
     pub(crate) partition_by: Vec<String>,
-    #[serde(default)]
+    #[serde(default, alias = "cluster_by")]
     pub(crate) zorder_by: Vec<String>,
     pub(crate) maintenance: Option<super::maintenance::RawMaintenance>,
     #[serde(default = "no_tags")]
@@ -224,7 +224,7 @@ pub(crate) struct RawGold {
     pub(crate) sql: Option<Spanned<String>>,
     #[serde(default)]
     pub(crate) partition_by: Vec<String>,
-    #[serde(default)]
+    #[serde(default, alias = "cluster_by")]
     pub(crate) zorder_by: Vec<String>,
     pub(crate) maintenance: Option<super::maintenance::RawMaintenance>,
     pub(crate) stream: Option<Spanned<String>>,

@@ -867,3 +867,52 @@ timeout = "2s"
         assert!(err.contains(expected), "{body}: {err}");
     }
 }
+
+#[test]
+fn maintenance_defaults_overrides_and_clustering() {
+    use std::time::Duration;
+    let dir = project_dir();
+    let p = load(
+        dir.path(),
+        r#"
+[maintenance]
+checkpoint_interval = 10
+log_retention = "7d"
+vacuum_min_retain = "24h"
+target_file_mb = 64
+
+[[bronze]]
+name = "orders"
+source = { kind = "files", path = "data/*.csv" }
+partition_by = ["region"]
+
+[[gold]]
+name = "kpis"
+cluster_by = ["x"]
+maintenance = { auto = true, small_files = 4, vacuum_retain = "48h" }
+"#,
+    )
+    .unwrap();
+    let m = &p.maintenance;
+    assert_eq!(m.vacuum_min_retain, Duration::from_secs(86_400));
+    let orders = m.for_table(&TableId::parse("bronze.orders").unwrap());
+    assert_eq!(orders.checkpoint_interval, 10);
+    assert_eq!(orders.log_retention, Duration::from_secs(7 * 86_400));
+    assert_eq!(orders.target_file_bytes, 64 << 20);
+    assert!(!orders.auto);
+    let kpis = m.for_table(&TableId::parse("gold.kpis").unwrap());
+    assert_eq!(kpis.zorder_by, vec!["x".to_string()]);
+    assert!(kpis.auto);
+    assert_eq!(kpis.small_files, 4);
+    assert_eq!(kpis.vacuum_retain, Duration::from_secs(48 * 3_600));
+    // Overrides start from `[maintenance]`, not from Delta's defaults.
+    assert_eq!(kpis.checkpoint_interval, 10);
+    // A side table has its base table's settings but not its clustering columns.
+    let q = m.for_table(&TableId::parse("gold.kpis__quarantine").unwrap());
+    assert!(q.auto && q.zorder_by.is_empty());
+    assert_eq!(p.bronze[0].partition_by, vec!["region".to_string()]);
+    let e = load(dir.path(), "[maintenance]\nlog_retention = \"soon\"\n").unwrap_err();
+    assert!(e.to_string().contains("`maintenance.log_retention`"), "{e}");
+    let e = load(dir.path(), "[maintenance]\nretain = \"1h\"\n").unwrap_err();
+    assert!(e.to_string().contains("retain"), "{e}");
+}

@@ -153,7 +153,7 @@ fn merged(
 
 /// The model's SQL planned over the inputs as registered.
 async fn model(step: &GoldStep, inputs: &Inputs) -> Result<DataFrame> {
-    inputs.session.sql(&step.config.sql).await.map_err(step.q())
+    step.frame(&inputs.session).await
 }
 
 fn check_schema(step: &GoldStep, target: &DeltaTable, frame: &DataFrame) -> Result<()> {

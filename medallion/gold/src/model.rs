@@ -88,6 +88,18 @@ impl GoldStep {
     }
 
     /// Fails when a partition column is not in the model's output.
+    /// The model's SQL as a frame, with the partition columns derived from date parts.
+    pub(crate) async fn frame(
+        &self,
+        session: &datafusion::prelude::SessionContext,
+    ) -> Result<DataFrame> {
+        let mut frame = session.sql(&self.config.sql).await.map_err(self.q())?;
+        for d in &self.config.derived {
+            frame = frame.with_column(&d.name, d.expr()).map_err(self.q())?;
+        }
+        Ok(frame)
+    }
+
     pub(crate) fn check_partitions(&self, frame: &DataFrame) -> Result<()> {
         for p in &self.config.partition_by {
             if frame.schema().field_with_unqualified_name(p).is_err() {
@@ -202,8 +214,7 @@ impl GoldStep {
                 return Ok(StepReport::default());
             }
         }
-        let session = ctx.catalog.session();
-        let frame = session.sql(&self.config.sql).await.map_err(self.q())?;
+        let frame = self.frame(&ctx.catalog.session()).await?;
         let info = self.info(ctx, versions);
         self.overwrite(ctx, frame, &info).await
     }
@@ -237,11 +248,7 @@ impl GoldStep {
                 crate::incremental::apply(self, ctx, inc, target, inputs, &info).await
             }
             _ => {
-                let frame = inputs
-                    .session
-                    .sql(&self.config.sql)
-                    .await
-                    .map_err(self.q())?;
+                let frame = self.frame(&inputs.session).await?;
                 self.overwrite(ctx, frame, &info).await
             }
         }

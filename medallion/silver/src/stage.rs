@@ -69,7 +69,7 @@ pub(crate) fn stage(table: &str, config: &SilverConfig, input: DataFrame) -> Res
             return Err(missing(c));
         }
     }
-    let output_names: Vec<String> = outputs.iter().map(|(c, _)| c.clone()).collect();
+    let mut output_names: Vec<String> = outputs.iter().map(|(c, _)| c.clone()).collect();
     for k in config.keys.iter().chain(config.sequence_by.iter()) {
         if !output_names.contains(k) {
             return Err(missing(k));
@@ -151,6 +151,14 @@ pub(crate) fn stage(table: &str, config: &SilverConfig, input: DataFrame) -> Res
     };
     projection.push(cast_error.alias("__cast_error"));
     let mut frame = input.select(projection).map_err(q)?;
+    // Partition columns derived from date parts (`year(order_ts)`) are stored columns.
+    for d in &config.derived {
+        if !output_names.contains(&d.column) {
+            return Err(missing(&d.column));
+        }
+        frame = frame.with_column(&d.name, d.expr()).map_err(q)?;
+        output_names.push(d.name.clone());
+    }
     for (i, e) in config.expectations.iter().enumerate() {
         let bad = |message: String| SilverError::BadRule {
             table: table.to_string(),
