@@ -56,6 +56,9 @@ pub struct MaintenanceConfig {
     pub vacuum_min_retain: Duration,
     /// Tables whose entry overrides a setting or names `zorder_by`.
     pub tables: BTreeMap<TableId, TableMaintenance>,
+    /// Whether the project sets anything (`[maintenance]` or an entry's `maintenance`):
+    /// without, runs leave the tables' properties alone and cost no extra read.
+    pub configured: bool,
 }
 
 impl Default for MaintenanceConfig {
@@ -64,6 +67,7 @@ impl Default for MaintenanceConfig {
             defaults: TableMaintenance::default(),
             vacuum_min_retain: Duration::from_secs(7 * 86_400),
             tables: BTreeMap::new(),
+            configured: false,
         }
     }
 }
@@ -112,6 +116,12 @@ impl Validator<'_> {
         }
         config.defaults =
             self.table_maintenance(&TableMaintenance::default(), &raw, "maintenance")?;
+        config.configured = raw.checkpoint_interval.is_some()
+            || raw.log_retention.is_some()
+            || raw.vacuum_retain.is_some()
+            || raw.target_file_mb.is_some()
+            || raw.auto.is_some()
+            || raw.small_files.is_some();
         Ok(config)
     }
 

@@ -538,6 +538,7 @@ impl Validator<'_> {
             if l.zorder_by.is_empty() && l.maintenance.is_none() {
                 return Ok(());
             }
+            maintenance.configured |= l.maintenance.is_some();
             let mut m = match &l.maintenance {
                 Some(r) => {
                     self.table_maintenance(&maintenance.defaults, r, &format!("{key}.maintenance"))?

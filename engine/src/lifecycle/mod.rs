@@ -548,7 +548,7 @@ pub async fn after_run(
         .filter(|s| s.report.version.is_some())
         .map(|s| s.table.clone())
         .collect();
-    if written.is_empty() {
+    if written.is_empty() || !config.configured {
         return Vec::new();
     }
     let mut tables: Vec<TableId> = Vec::new();
