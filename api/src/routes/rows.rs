@@ -93,6 +93,7 @@ async fn compute(
     id: &TableId,
     q: &RowsQuery,
     key: &str,
+    latest: i64,
 ) -> Result<Entry> {
     let rows = gw.core.rows(&caller.0, id, &q.request).await?;
     let batches: Vec<RecordBatch> = rows
@@ -109,6 +110,11 @@ async fn compute(
         q.request.offset,
         json_rows(&batches)?
     );
+    if q.request.at.is_some() {
+        // An older version read (time travel) is valid while the table's latest version is
+        // the one the request was stamped with.
+        return Ok(Entry::new(key, latest.to_string(), JSON, body));
+    }
     // A newer version than the one this request was stamped with is news to the core.
     gw.core.observe(id, rows.version);
     Ok(Entry::new(key, rows.version.to_string(), JSON, body))
@@ -156,7 +162,7 @@ pub(crate) async fn get_rows(
     let format = Format::negotiate(&headers)?;
     if format == Format::Json {
         return cached_or(&gw, &table, &key, &version.to_string(), &headers, || {
-            compute(&gw, &caller, &id, &q, &key)
+            compute(&gw, &caller, &id, &q, &key, version)
         })
         .await;
     }
@@ -167,7 +173,12 @@ pub(crate) async fn get_rows(
         return Ok(not_modified(&tag));
     }
     let rows = gw.core.rows(&caller.0, &id, &q.request).await?;
-    let tag = etag(&tagged, &rows.version.to_string());
+    let read = if q.request.at.is_some() {
+        version
+    } else {
+        rows.version
+    };
+    let tag = etag(&tagged, &read.to_string());
     let mut extra = vec![("x-cache", HeaderValue::from_static("bypass"))];
     if let Ok(v) = HeaderValue::from_str(&tag) {
         extra.push(("etag", v));

@@ -532,6 +532,23 @@ async fn older_versions_are_served_over_rest_sql_and_flight() {
     assert_eq!(status, 200, "{at}");
     assert_eq!(at["version"], 1);
     assert_eq!(at["count"], 21);
+    // An old version is cached like the latest, and reading it leaves the other entries of
+    // the table cached.
+    let client = reqwest::Client::new();
+    let cache_of = |path: &'static str| {
+        let request = client
+            .get(format!("{base}/api/v1/tables/bronze.events/rows?{path}"))
+            .header("Authorization", &bearer);
+        async move {
+            let r = request.send().await.unwrap();
+            r.headers()["x-cache"].to_str().unwrap().to_string()
+        }
+    };
+    assert_eq!(cache_of("limit=5").await, "miss");
+    assert_eq!(cache_of("limit=5").await, "hit");
+    assert_eq!(cache_of("version=0&limit=5").await, "miss");
+    assert_eq!(cache_of("version=0&limit=5").await, "hit");
+    assert_eq!(cache_of("limit=5").await, "hit");
     // Filters apply to the old version as to the latest.
     let (_, filtered) = get(
         &base,
