@@ -47,6 +47,16 @@ pub enum Task {
     Maintain,
 }
 
+impl Task {
+    /// The name as written in the project file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Task::Run => "run",
+            Task::Maintain => "maintain",
+        }
+    }
+}
+
 /// A validated `[[schedule]]` entry.
 #[derive(Debug, Clone)]
 pub struct ScheduleConfig {

@@ -21,6 +21,8 @@ pub struct ScheduleInfo {
     pub select: Option<String>,
     /// The steps left out.
     pub exclude: Option<String>,
+    /// `run` (the selected steps) or `maintain` (the selected tables' maintenance).
+    pub task: String,
     /// Whether each run rebuilds the selected tables from scratch.
     pub full_refresh: bool,
     /// `once` or `skip`.
@@ -98,6 +100,7 @@ impl Schedules {
             timezone: s.timezone.name().to_string(),
             select: s.select.clone(),
             exclude: s.exclude.clone(),
+            task: s.task.as_str().to_string(),
             full_refresh: s.full_refresh,
             catch_up: s.catch_up.as_str().to_string(),
             paused: state.paused,
