@@ -94,7 +94,7 @@ fn main() {
         let service = AssayFlightSql::new(core, false).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(assay_flight::serve(listener, service, Default::default(), std::future::pending()));
+        tokio::spawn(assay_flight::serve(listener, service, Default::default(), None, std::future::pending()));
         let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
         let mut client = FlightSqlServiceClient::new(channel);
         client.handshake("bench", "pw").await.unwrap();

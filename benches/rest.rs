@@ -105,7 +105,7 @@ async fn gateway(lake: &Lake, cache: Cache) -> (String, String) {
     let gw = Gateway::new(Arc::new(core), cache, 10_000);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(assay_api::serve(listener, gw, std::future::pending()));
+    tokio::spawn(assay_api::serve(listener, gw, None, std::future::pending()));
     (
         format!("http://{addr}/api/v1/tables/gold.products/rows?category=C&limit=12"),
         token,

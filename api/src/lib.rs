@@ -130,13 +130,16 @@ async fn no_store_on_errors(mut res: Response) -> Response {
 /// Serves the gateway on `listener` until `shutdown` completes: at most
 /// `limits.max_connections` connections (more are closed at once), each with
 /// `limits.header_timeout` to send a request's headers (slow clients are cut off, idle
-/// kept-alive connections closed). In-flight requests finish before it returns.
+/// kept-alive connections closed). With `tls`, every connection is TLS (its handshake within
+/// the same timeout; a plain-text client gets the connection closed). In-flight requests
+/// finish before it returns.
 ///
 /// # Errors
 /// The server failed.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     gw: Gateway,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
@@ -179,12 +182,31 @@ pub async fn serve(
                 let mut app = app.clone();
                 tower_service::Service::call(&mut app, req.map(axum::body::Body::new))
             });
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            let _ = conn.await;
-            drop(slot);
-        });
+        match &tls {
+            None => {
+                let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                    drop(slot);
+                });
+            }
+            Some(acceptor) => {
+                let (acceptor, builder) = (acceptor.clone(), builder.clone());
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let handshake = acceptor.accept(stream);
+                    match tokio::time::timeout(limits.header_timeout, handshake).await {
+                        Ok(Ok(tls)) => {
+                            let conn = builder.serve_connection(TokioIo::new(tls), service);
+                            let _ = watcher.watch(conn).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                    drop(slot);
+                });
+            }
+        }
     }
     drop(listener);
     graceful.shutdown().await;

@@ -87,12 +87,24 @@ pub(crate) async fn serve(
             .clone()
             .unwrap_or_else(|| assay_api::cache::lake_prefix(lake.root().as_str())),
     );
+    let (flight_tls, http_tls) = match &project.serve.tls {
+        Some(files) => (
+            Some(assay_engine::tls::acceptor(files, &[b"h2"])?),
+            Some(assay_engine::tls::acceptor(files, &[b"http/1.1"])?),
+        ),
+        None => (None, None),
+    };
+    let (grpc, http_scheme) = if flight_tls.is_some() {
+        ("grpc+tls", "https")
+    } else {
+        ("grpc", "http")
+    };
     announce(&format!(
-        "Flight SQL listening on grpc://{}",
+        "Flight SQL listening on {grpc}://{}",
         flight_listener.local_addr()?
     ));
     announce(&format!(
-        "REST gateway listening on http://{} (cache: {})",
+        "REST gateway listening on {http_scheme}://{} (cache: {})",
         http_listener.local_addr()?,
         cache.kind()
     ));
@@ -105,11 +117,13 @@ pub(crate) async fn serve(
         flight_listener,
         service,
         project.serve.limits,
+        flight_tls,
         stopped(stop_rx.clone()),
     ));
     let rest = tokio::spawn(assay_api::serve(
         http_listener,
         gateway,
+        http_tls,
         stopped(stop_rx.clone()),
     ));
     if !project.schedules.is_empty() {

@@ -51,6 +51,7 @@ pub mod step;
 pub mod storage;
 pub mod stream;
 pub mod table;
+pub mod tls;
 
 pub use error::{EngineError, ErrorKind, Result};
 pub use storage::Lake;

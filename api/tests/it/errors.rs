@@ -35,7 +35,7 @@ async fn every_error_kind_maps_to_one_status_on_every_route() {
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(assay_api::serve(listener, gw, std::future::pending()));
+        let server = tokio::spawn(assay_api::serve(listener, gw, None, std::future::pending()));
         for (method, path, body) in [
             ("GET", "/api/v1/catalog", None),
             ("GET", "/api/v1/tables/gold.x", None),

@@ -168,7 +168,7 @@ impl Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(assay_api::serve(listener, gateway.clone(), async {
+        tokio::spawn(assay_api::serve(listener, gateway.clone(), None, async {
             let _ = stopped.await;
         }));
         Server {

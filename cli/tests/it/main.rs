@@ -44,3 +44,4 @@ mod schedules;
 mod serve;
 mod sources;
 mod telemetry;
+mod tls;

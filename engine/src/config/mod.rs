@@ -155,6 +155,8 @@ pub struct ServeConfig {
     /// How long the lake-wide run lease is held between renewals (`run_lease_ttl`, default
     /// `30s`, at least `1s`): a server killed mid-run holds back the others this long.
     pub run_lease_ttl: Duration,
+    /// `[serve.tls]`: both servers speak TLS with these files (plain text when `None`).
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 /// What one server accepts from its clients (`[serve]` keys).
@@ -190,6 +192,7 @@ impl Default for ServeConfig {
             keep_views: false,
             limits: ServeLimits::default(),
             run_lease_ttl: crate::scheduler::LEASE_TTL,
+            tls: None,
         }
     }
 }
@@ -481,6 +484,14 @@ impl Validator<'_> {
         }
         if let Some(addr) = raw.serve.http_addr {
             serve.http_addr = addr;
+        }
+        if let Some(t) = &raw.serve.tls {
+            let path = |v: &Spanned<String>| self.dir.join(v.get_ref());
+            serve.tls = Some(crate::tls::TlsFiles {
+                cert: path(&t.cert),
+                key: path(&t.key),
+                client_ca: t.client_ca.as_ref().map(path),
+            });
         }
         let mut cache = CacheConfig {
             url: raw.cache.url,

@@ -280,6 +280,16 @@ pub(crate) struct RawServe {
     pub(crate) max_body_mb: Option<usize>,
     pub(crate) max_streams: Option<u32>,
     pub(crate) run_lease_ttl: Option<Spanned<String>>,
+    pub(crate) tls: Option<RawTls>,
+}
+
+/// `[serve.tls]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    pub(crate) cert: Spanned<String>,
+    pub(crate) key: Spanned<String>,
+    pub(crate) client_ca: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -33,6 +33,7 @@ async fn every_error_kind_maps_to_one_grpc_code() {
             listener,
             service,
             Default::default(),
+            None,
             std::future::pending(),
         ));
         let channel = Channel::from_shared(format!("http://{addr}"))

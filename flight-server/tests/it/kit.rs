@@ -74,6 +74,7 @@ impl Server {
             listener,
             service,
             Default::default(),
+            None,
             async {
                 let _ = stopped.await;
             },
