@@ -135,15 +135,29 @@ pub(crate) async fn serve(
     }
     let ticker = tokio::spawn(scheduler.run(stopped(stop_rx)));
     shutdown_signal().await;
+    // No new connection from here; requests and streams in flight finish, within the
+    // drain timeout.
     let _ = stop_tx.send(true);
-    flight
-        .await
-        .context("Flight SQL server")?
-        .context("Flight SQL server")?;
-    rest.await
-        .context("REST gateway")?
-        .context("REST gateway")?;
-    ticker.await.context("scheduler")?;
+    let drain = project.serve.drain_timeout;
+    let drained = tokio::time::timeout(drain, async {
+        flight
+            .await
+            .context("Flight SQL server")?
+            .context("Flight SQL server")?;
+        rest.await
+            .context("REST gateway")?
+            .context("REST gateway")?;
+        ticker.await.context("scheduler")?;
+        anyhow::Ok(())
+    })
+    .await;
+    match drained {
+        Ok(done) => done?,
+        Err(_) => tracing::warn!(
+            drain_timeout = %humantime::format_duration(drain),
+            "requests still in flight after the drain timeout are cut off"
+        ),
+    }
     let _ = std::io::Write::write_all(&mut std::io::stderr(), b"shut down\n");
     Ok(())
 }

@@ -165,3 +165,60 @@ fn serve_without_users_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn sigterm_lets_requests_in_flight_finish_and_cuts_off_a_stalled_stream_at_the_drain_timeout() {
+    use std::io::{Read, Write};
+    let f = Fixture::example();
+    f.run_ok(&[]);
+    let toml = std::fs::read_to_string(f.path().join("assay.toml")).unwrap();
+    f.write(
+        "assay.toml",
+        &format!("[serve]\ndrain_timeout = \"3s\"\n\n{toml}"),
+    );
+    let served = start_serve(&f);
+    let port = served.port;
+    let auth = bearer(port);
+    // A query in flight when SIGTERM comes finishes with its full answer.
+    let finishing = {
+        let auth = auth.clone();
+        std::thread::spawn(move || {
+            assay_testkit::http_with_body(
+                port,
+                "POST",
+                "/api/v1/query",
+                &[
+                    ("Authorization", &auth),
+                    ("Content-Type", "application/json"),
+                ],
+                r#"{"sql": "SELECT COUNT(*) AS n FROM (SELECT a.value FROM generate_series(1, 3000) a CROSS JOIN generate_series(1, 3000) b)"}"#,
+            )
+        })
+    };
+    // A client that asks for a large stream and never reads it holds its connection open.
+    let mut stalled = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    // 10,000 rows of 4 KB: far more than the socket buffers hold.
+    let body =
+        r#"{"sql": "SELECT value, repeat('x', 4000) AS pad FROM generate_series(1, 10000)"}"#;
+    write!(
+        stalled,
+        "POST /api/v1/query HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut first = [0u8; 12];
+    stalled.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    let status = served.stop();
+    let took = started.elapsed();
+    assert!(status.success(), "exit 0 after draining: {status:?}");
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "the stalled stream held the exit for {took:?}"
+    );
+    let (code, answer) = finishing.join().unwrap();
+    assert_eq!(code, 200, "{answer}");
+    assert!(answer.contains("9000000"), "{answer}");
+}

@@ -157,6 +157,9 @@ pub struct ServeConfig {
     pub run_lease_ttl: Duration,
     /// `[serve.tls]`: both servers speak TLS with these files (plain text when `None`).
     pub tls: Option<crate::tls::TlsFiles>,
+    /// How long `assay serve` waits, after SIGTERM or Ctrl-C, for requests and streams in
+    /// flight before it exits anyway (`drain_timeout`, default `30s`).
+    pub drain_timeout: Duration,
 }
 
 /// What one server accepts from its clients (`[serve]` keys).
@@ -193,6 +196,7 @@ impl Default for ServeConfig {
             limits: ServeLimits::default(),
             run_lease_ttl: crate::scheduler::LEASE_TTL,
             tls: None,
+            drain_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -484,6 +488,9 @@ impl Validator<'_> {
         }
         if let Some(addr) = raw.serve.http_addr {
             serve.http_addr = addr;
+        }
+        if let Some(d) = self.duration(&raw.serve.drain_timeout, "serve.drain_timeout")? {
+            serve.drain_timeout = d;
         }
         if let Some(t) = &raw.serve.tls {
             let path = |v: &Spanned<String>| self.dir.join(v.get_ref());

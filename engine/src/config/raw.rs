@@ -281,6 +281,7 @@ pub(crate) struct RawServe {
     pub(crate) max_streams: Option<u32>,
     pub(crate) run_lease_ttl: Option<Spanned<String>>,
     pub(crate) tls: Option<RawTls>,
+    pub(crate) drain_timeout: Option<Spanned<String>>,
 }
 
 /// `[serve.tls]`.
