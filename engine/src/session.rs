@@ -142,17 +142,17 @@ impl LakeSchema {
         at: crate::lifecycle::At,
     ) -> std::result::Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
         let id = TableId::new(self.layer, name);
-        if self.lake.latest_version(&id).await.ok().flatten().is_none() {
-            return Ok(None);
-        }
-        let table = crate::lifecycle::open_at(&self.lake, &id, at)
-            .await
-            .map_err(|e| match e {
-                crate::EngineError::VersionNotFound { .. } => DataFusionError::External(Box::new(
+        let table = match crate::lifecycle::open_at(&self.lake, &id, at).await {
+            Ok(t) => t,
+            Err(e @ crate::EngineError::VersionNotFound { .. }) => {
+                return Err(DataFusionError::External(Box::new(
                     crate::query::QueryError::NotFound(e.to_string()),
-                )),
-                other => DataFusionError::External(Box::new(other)),
-            })?;
+                )));
+            }
+            // No such table: the lookup found nothing.
+            Err(e) if e.kind() == crate::error::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(DataFusionError::External(Box::new(e))),
+        };
         let provider = crate::delta::table_provider(&id, &table, &SessionConfig::new(), None)
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;

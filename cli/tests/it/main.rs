@@ -45,3 +45,4 @@ mod serve;
 mod sources;
 mod telemetry;
 mod tls;
+mod travel;

@@ -261,10 +261,10 @@ pub async fn restore(lake: &Lake, id: &TableId, target: At) -> Result<Restored> 
     let latest = delta::version(&table);
     let wanted = match target {
         At::Version(v) => {
-            travel::check_version(id, &table, v).await?;
+            travel::load_version(lake, id, v, latest).await?;
             v
         }
-        At::Timestamp(t) => travel::version_at(id, &table, t).await?,
+        At::Timestamp(t) => travel::version_at(lake, id, &table, t).await?,
     };
     if wanted == latest {
         return Ok(Restored {

@@ -42,23 +42,32 @@ pub async fn versions(lake: &Lake, id: &TableId) -> Result<Vec<i64>> {
     Ok(out)
 }
 
-/// Checks that version `v` of a table can be loaded (it exists and its log is complete).
-pub(super) async fn check_version(id: &TableId, table: &DeltaTable, v: i64) -> Result<()> {
-    let latest = delta::version(table);
+/// Loads version `v` of a table whose latest version is `latest`.
+///
+/// # Errors
+/// [`EngineError::VersionNotFound`]: `v` is out of range, or its commit can no longer be read
+/// (log cleanup).
+pub(super) async fn load_version(
+    lake: &Lake,
+    id: &TableId,
+    v: i64,
+    latest: i64,
+) -> Result<DeltaTable> {
     if v < 0 || v > latest {
         return Err(EngineError::VersionNotFound {
             table: id.to_string(),
             message: format!("there is no version {v} (the latest is {latest})"),
         });
     }
-    let mut probe = table.clone();
-    probe
+    let mut table = lake.handle(id)?;
+    table
         .load_version(v as u64)
         .await
         .map_err(|e| EngineError::VersionNotFound {
             table: id.to_string(),
             message: format!("version {v} can no longer be read (log cleanup?): {e}"),
-        })
+        })?;
+    Ok(table)
 }
 
 /// The table's state at a version or point in time.
@@ -77,16 +86,14 @@ pub async fn open_at(lake: &Lake, id: &TableId, at: At) -> Result<DeltaTable> {
 /// # Errors
 /// The version does not exist or can no longer be read.
 pub async fn open_version(lake: &Lake, id: &TableId, v: i64) -> Result<DeltaTable> {
-    let table = lake.open_existing(id).await?;
-    if delta::version(&table) == v {
-        return Ok(table);
-    }
-    check_version(id, &table, v).await?;
-    let mut at = table;
-    at.load_version(v as u64)
-        .await
-        .map_err(|e| EngineError::delta(id, e))?;
-    Ok(at)
+    // One listing of the log for the range, one load of the version asked for.
+    let latest = lake.latest_version(id).await?.ok_or_else(|| {
+        EngineError::delta(
+            id,
+            deltalake::DeltaTableError::NotATable(lake.table_url(id).to_string()),
+        )
+    })?;
+    load_version(lake, id, v, latest).await
 }
 
 /// The table's state as it was at time `t` (the latest commit made at or before it).
@@ -95,7 +102,7 @@ pub async fn open_version(lake: &Lake, id: &TableId, v: i64) -> Result<DeltaTabl
 /// `t` is before the table's first commit still in the log.
 pub async fn open_as_of(lake: &Lake, id: &TableId, t: DateTime<Utc>) -> Result<DeltaTable> {
     let table = lake.open_existing(id).await?;
-    let v = version_at(id, &table, t).await?;
+    let v = version_at(lake, id, &table, t).await?;
     if v == delta::version(&table) {
         return Ok(table);
     }
@@ -109,7 +116,12 @@ pub async fn open_as_of(lake: &Lake, id: &TableId, t: DateTime<Utc>) -> Result<D
 /// The latest version of `table` committed at or before `t`, by the commits' own timestamps
 /// (`commitInfo.timestamp`; copies of a table keep them, unlike file times): a binary search
 /// over the versions in the log.
-pub(super) async fn version_at(id: &TableId, table: &DeltaTable, t: DateTime<Utc>) -> Result<i64> {
+pub(super) async fn version_at(
+    lake: &Lake,
+    id: &TableId,
+    table: &DeltaTable,
+    t: DateTime<Utc>,
+) -> Result<i64> {
     let latest = delta::version(table);
     let store = table.log_store();
     let at = |v: i64| {
@@ -125,7 +137,7 @@ pub(super) async fn version_at(id: &TableId, table: &DeltaTable, t: DateTime<Utc
     };
     let wanted = t.timestamp_millis();
     // The oldest commit still in the log: the search starts there.
-    let mut lo = oldest_commit(id, table).await?.unwrap_or(latest);
+    let mut lo = versions(lake, id).await?.first().copied().unwrap_or(latest);
     let first = at(lo).await;
     if first.is_none_or(|ts| ts > wanted) {
         let when = first
@@ -149,28 +161,6 @@ pub(super) async fn version_at(id: &TableId, table: &DeltaTable, t: DateTime<Utc
         }
     }
     Ok(lo)
-}
-
-/// The oldest version whose commit file is still in the table's log.
-async fn oldest_commit(id: &TableId, table: &DeltaTable) -> Result<Option<i64>> {
-    use futures::TryStreamExt;
-    let store = table.log_store();
-    let entries: Vec<_> = store
-        .object_store(None)
-        .list(Some(store.log_path()))
-        .try_collect()
-        .await
-        .map_err(|e| EngineError::object_store(id, e))?;
-    Ok(entries
-        .iter()
-        .filter_map(|m| {
-            let name = m.location.filename()?;
-            let digits = name.strip_suffix(".json")?;
-            (digits.len() == 20)
-                .then(|| digits.parse::<i64>().ok())
-                .flatten()
-        })
-        .min())
 }
 
 /// Parses a point in time for time travel: RFC 3339 (`2026-11-30T10:00:00Z`), a date-time
