@@ -1,4 +1,5 @@
-//! Every Flight call in a `flight` span (method, user, gRPC status) and in
+//! Every Flight call in a `flight` span (method, user, gRPC status, bytes sent, client,
+//! `X-Request-ID`) and in
 //! `/metrics`: `assay_flight_requests_total{method,status}` and
 //! `assay_flight_request_duration_seconds{method}`, timed to the end of the response stream.
 
@@ -93,11 +94,24 @@ where
 
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
         let method = method_of(req.uri().path());
+        let client = req
+            .extensions()
+            .get::<tonic::transport::server::TcpConnectInfo>()
+            .and_then(|c| c.remote_addr())
+            .map(|a| a.ip().to_string());
+        let request_id = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| v.len() <= 128);
         let span = tracing::info_span!(
             "flight",
             method,
             user = tracing::field::Empty,
-            status = tracing::field::Empty
+            status = tracing::field::Empty,
+            bytes = tracing::field::Empty,
+            client,
+            request_id,
         );
         let started = Instant::now();
         // The clone that was made ready is the one to call.
@@ -115,6 +129,7 @@ where
                 method,
                 started,
                 status,
+                bytes: 0,
             };
             Ok(http::Response::from_parts(parts, Body::new(timed)))
         })
@@ -129,6 +144,8 @@ struct Timed {
     method: &'static str,
     started: Instant,
     status: Option<&'static str>,
+    /// Bytes of response data sent so far.
+    bytes: u64,
 }
 
 impl http_body::Body for Timed {
@@ -142,10 +159,12 @@ impl http_body::Body for Timed {
         let this = &mut *self;
         let _entered = this.span.enter();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(trailers) = frame.trailers_ref()
-        {
-            this.status = Some(status_of(trailers.get("grpc-status")));
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(trailers) = frame.trailers_ref() {
+                this.status = Some(status_of(trailers.get("grpc-status")));
+            } else if let Some(data) = frame.data_ref() {
+                this.bytes += data.len() as u64;
+            }
         }
         polled
     }
@@ -163,6 +182,7 @@ impl Drop for Timed {
     fn drop(&mut self) {
         let status = self.status.unwrap_or("cancelled");
         self.span.record("status", status);
+        self.span.record("bytes", self.bytes);
         metrics::counter!("assay_flight_requests_total", "method" => self.method, "status" => status)
             .increment(1);
         metrics::histogram!("assay_flight_request_duration_seconds", "method" => self.method)

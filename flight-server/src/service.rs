@@ -35,7 +35,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::auth;
 use crate::error::{internal, status};
 use crate::metadata::{self, TABLE_TYPE};
-use crate::prepared::{Prepared, PreparedStore, ipc_schema, params_from};
+use crate::prepared::{Prepared, Purpose, ipc_schema};
 use crate::results::{FlightStream, client_schema, encode, encode_batch};
 
 /// The Flight SQL service over the lake: a thin adapter over the serving core.
@@ -45,7 +45,6 @@ pub struct AssayFlightSql {
     keep_views: bool,
     sql_info: Arc<SqlInfoData>,
     xdbc_info: Arc<XdbcTypeInfoData>,
-    prepared: PreparedStore,
 }
 
 impl std::fmt::Debug for AssayFlightSql {
@@ -68,7 +67,6 @@ impl AssayFlightSql {
             keep_views,
             sql_info: Arc::new(metadata::sql_info()?),
             xdbc_info: Arc::new(metadata::xdbc_info()?),
-            prepared: PreparedStore::default(),
         })
     }
 
@@ -121,8 +119,9 @@ impl AssayFlightSql {
         Ok(Response::new(encode_batch(metadata::empty(schema))))
     }
 
+    /// The prepared statement behind a handle the caller holds.
     fn prepared(&self, handle: &[u8], principal: &Principal) -> Result<Prepared, Status> {
-        self.prepared.get(handle, principal)
+        Prepared::open(self.core.sealer(), Purpose::Prepared, handle, principal)
     }
 
     async fn run(
@@ -199,8 +198,10 @@ impl FlightSqlService for AssayFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         let principal = self.principal(&request).await?;
         let schema = self.result_schema(&principal, &query.query, None).await?;
+        // The ticket carries the SQL, signed, so any replica can answer the DoGet.
         let ticket = TicketStatementQuery {
-            statement_handle: query.query.into_bytes().into(),
+            statement_handle: Prepared::new(query.query, &principal)
+                .seal(self.core.sealer(), Purpose::Statement),
         };
         let info = self.info(
             &schema,
@@ -216,9 +217,15 @@ impl FlightSqlService for AssayFlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let principal = self.principal(&request).await?;
-        let sql = String::from_utf8(ticket.statement_handle.to_vec())
-            .map_err(|_| Status::invalid_argument("statement handle is not UTF-8"))?;
-        Ok(Response::new(self.run(&principal, &sql, None).await?))
+        let statement = Prepared::open(
+            self.core.sealer(),
+            Purpose::Statement,
+            &ticket.statement_handle,
+            &principal,
+        )?;
+        Ok(Response::new(
+            self.run(&principal, &statement.sql, None).await?,
+        ))
     }
 
     async fn do_action_create_prepared_statement(
@@ -250,17 +257,10 @@ impl FlightSqlService for AssayFlightSql {
             &Schema::new(params.into_iter().map(|(_, f)| f).collect::<Vec<_>>()),
             self.keep_views,
         );
-        let handle = uuid::Uuid::new_v4().to_string();
-        self.prepared.insert(
-            handle.clone(),
-            Prepared {
-                sql: query.query,
-                owner: principal.identity(),
-                params: None,
-            },
-        )?;
+        let handle =
+            Prepared::new(query.query, &principal).seal(self.core.sealer(), Purpose::Prepared);
         Ok(ActionCreatePreparedStatementResult {
-            prepared_statement_handle: handle.into_bytes().into(),
+            prepared_statement_handle: handle,
             dataset_schema: ipc_schema(&dataset)?,
             parameter_schema: ipc_schema(&parameter_schema)?,
         })
@@ -272,7 +272,7 @@ impl FlightSqlService for AssayFlightSql {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
         let principal = self.principal(&request).await?;
-        let mut prepared = self.prepared(&query.prepared_statement_handle, &principal)?;
+        let prepared = self.prepared(&query.prepared_statement_handle, &principal)?;
         let data = request
             .into_inner()
             .map_err(arrow_flight::error::FlightError::from);
@@ -296,14 +296,10 @@ impl FlightSqlService for AssayFlightSql {
                 first = Some(batch);
             }
         }
-        prepared.params = match &first {
-            Some(batch) => Some(params_from(batch)?),
-            None => None,
-        };
-        let handle = String::from_utf8_lossy(&query.prepared_statement_handle).into_owned();
-        self.prepared.insert(handle, prepared)?;
+        // The bound parameters travel in a new handle the client uses from now on.
+        let bound = prepared.bind(first.as_ref())?;
         Ok(DoPutPreparedStatementResult {
-            prepared_statement_handle: Some(query.prepared_statement_handle),
+            prepared_statement_handle: Some(bound.seal(self.core.sealer(), Purpose::Prepared)),
         })
     }
 
@@ -315,7 +311,7 @@ impl FlightSqlService for AssayFlightSql {
         let principal = self.principal(&request).await?;
         let prepared = self.prepared(&cmd.prepared_statement_handle, &principal)?;
         let schema = self
-            .result_schema(&principal, &prepared.sql, prepared.params)
+            .result_schema(&principal, &prepared.sql, prepared.params()?)
             .await?;
         let info = self.info(&schema, cmd.as_any().encode_to_vec(), request.into_inner())?;
         Ok(Response::new(info))
@@ -329,7 +325,8 @@ impl FlightSqlService for AssayFlightSql {
         let principal = self.principal(&request).await?;
         let prepared = self.prepared(&query.prepared_statement_handle, &principal)?;
         Ok(Response::new(
-            self.run(&principal, &prepared.sql, prepared.params).await?,
+            self.run(&principal, &prepared.sql, prepared.params()?)
+                .await?,
         ))
     }
 
@@ -339,8 +336,9 @@ impl FlightSqlService for AssayFlightSql {
         request: Request<Action>,
     ) -> Result<(), Status> {
         let principal = self.principal(&request).await?;
+        // Nothing to free: the handle holds the statement. Checked, so a forged or foreign
+        // handle is still refused.
         self.prepared(&query.prepared_statement_handle, &principal)?;
-        self.prepared.remove(&query.prepared_statement_handle);
         Ok(())
     }
 

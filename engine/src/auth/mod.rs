@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 mod authorize;
 mod oidc;
+mod seal;
 pub mod store;
 mod throttle;
 
@@ -43,6 +44,27 @@ fn same(a: &[u8], b: &[u8]) -> bool {
         diff |= usize::from(x ^ y);
     }
     diff == 0
+}
+
+/// Signs handles a server gives out and checks them when they come back (prepared statements,
+/// tickets), with a key derived from the JWT secret: every server sharing the secret accepts
+/// them, none can forge one. Signed, not encrypted: the holder can read the payload.
+pub trait Sealer: Send + Sync {
+    /// `payload`, signed for `purpose`.
+    fn seal(&self, purpose: &str, payload: &[u8]) -> Vec<u8>;
+    /// The payload of a value [`Sealer::seal`] made for `purpose` with this secret; `None`
+    /// when it is forged, altered, for another purpose or from another secret.
+    fn unseal<'a>(&self, purpose: &str, sealed: &'a [u8]) -> Option<&'a [u8]>;
+}
+
+impl Sealer for AccessPolicy {
+    fn seal(&self, purpose: &str, payload: &[u8]) -> Vec<u8> {
+        self.keys.seal.seal(purpose, payload)
+    }
+
+    fn unseal<'a>(&self, purpose: &str, sealed: &'a [u8]) -> Option<&'a [u8]> {
+        self.keys.seal.open(purpose, sealed)
+    }
 }
 
 /// Why authentication or an account operation failed (vague where it must be).
@@ -113,6 +135,7 @@ struct Claims {
 struct Keys {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    seal: seal::SealKey,
 }
 
 impl Keys {
@@ -120,6 +143,7 @@ impl Keys {
         Keys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
+            seal: seal::SealKey::derive(secret),
         }
     }
 }

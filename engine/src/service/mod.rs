@@ -183,6 +183,9 @@ pub trait LakeService: Send + Sync + std::fmt::Debug {
     async fn ready(&self) -> Result<()>;
     /// Records a commit heard of from elsewhere (another replica).
     fn observe(&self, _table: &TableId, _version: i64) {}
+    /// Signs and checks the handles servers give out, with the JWT secret (so any replica
+    /// sharing it takes them back).
+    fn sealer(&self) -> &dyn crate::auth::Sealer;
 }
 
 /// The serving core over one lake.
@@ -607,5 +610,9 @@ impl LakeService for Core {
 
     fn observe(&self, table: &TableId, version: i64) {
         self.versions.observe(table, version);
+    }
+
+    fn sealer(&self) -> &dyn crate::auth::Sealer {
+        self.policy.as_ref()
     }
 }

@@ -4,7 +4,7 @@
 
 use arrow::datatypes::SchemaRef;
 use assay_engine::ErrorKind;
-use assay_engine::auth::{Principal, Role};
+use assay_engine::auth::{Principal, Role, Sealer};
 use assay_engine::launcher::Running;
 use assay_engine::service::{
     Account, AccountChange, ApiKey, Appended, LakeService, Login, NewApiKey, Query, Result, Rows,
@@ -140,6 +140,19 @@ impl LakeService for Failing {
     }
     async fn ready(&self) -> Result<()> {
         self.fail()
+    }
+    fn sealer(&self) -> &dyn Sealer {
+        self
+    }
+}
+
+/// Handles pass as they are: the fake has no secret, and its calls fail anyway.
+impl Sealer for Failing {
+    fn seal(&self, _: &str, payload: &[u8]) -> Vec<u8> {
+        payload.to_vec()
+    }
+    fn unseal<'a>(&self, _: &str, sealed: &'a [u8]) -> Option<&'a [u8]> {
+        Some(sealed)
     }
 }
 
