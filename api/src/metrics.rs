@@ -214,19 +214,29 @@ fn handles(method: &'static str, route: &'static str, status: &'static str) -> H
 }
 
 /// Counts and times every request by method, matched route and status, and runs it in an
-/// `http` span (method, route, user, status).
+/// `http` span (method, route, user, status, client, `X-Request-ID`) that stays open until
+/// the response body is sent, then records its `bytes` (the access log's line).
 pub(crate) async fn track(req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", |p| intern(p.as_str()));
     let method = method_label(req.method());
+    let client = crate::client_ip(req.extensions()).map(|ip| ip.to_string());
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 128);
     let span = tracing::info_span!(
         "http",
         method,
         route,
         user = tracing::field::Empty,
-        status = tracing::field::Empty
+        status = tracing::field::Empty,
+        bytes = tracing::field::Empty,
+        client,
+        request_id,
     );
     let started = Instant::now();
     let res = next.run(req).instrument(span.clone()).await;
@@ -235,7 +245,53 @@ pub(crate) async fn track(req: Request, next: Next) -> Response {
     let (count, duration) = handles(method, route, status);
     count.increment(1);
     duration.record(started.elapsed().as_secs_f64());
-    res
+    let (parts, body) = res.into_parts();
+    let counted = Counted {
+        inner: body,
+        span,
+        bytes: 0,
+    };
+    Response::from_parts(parts, axum::body::Body::new(counted))
+}
+
+/// A response body that counts the bytes it sends and records them in the request's span
+/// when it is done (or dropped by a client that went away).
+struct Counted {
+    inner: axum::body::Body,
+    span: tracing::Span,
+    bytes: u64,
+}
+
+impl http_body::Body for Counted {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.bytes += data.len() as u64;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.span.record("bytes", self.bytes);
+    }
 }
 
 /// The Prometheus text format, with the cache's counters brought up to date.

@@ -56,11 +56,13 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode> {
             flight_addr,
             http_addr,
             keep_views,
+            access_log,
         } => {
             let args = crate::serve::ServeArgs {
                 flight_addr,
                 http_addr,
                 keep_views,
+                access_log,
             };
             crate::serve::serve(&project, lake, pipeline, args).await?;
             Ok(ExitCode::SUCCESS)

@@ -1,6 +1,7 @@
 //! `assay`: the command-line binary and composition root. It parses the project, asks each
 //! layer crate for its steps, puts them in one pipeline and runs it.
 
+mod access_log;
 mod commands;
 mod maintain;
 mod output;
@@ -83,6 +84,10 @@ pub(crate) enum Command {
         /// Send Utf8View/BinaryView columns as they are instead of as Utf8/Binary.
         #[arg(long)]
         keep_views: bool,
+        /// Write one JSON line per request to `stdout`, `stderr` or a file; overrides
+        /// `[serve] access_log`.
+        #[arg(long, value_name = "TARGET")]
+        access_log: Option<String>,
     },
     /// Print the schedules of the project and their next fire times.
     Schedule {

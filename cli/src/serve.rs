@@ -22,6 +22,7 @@ pub(crate) struct ServeArgs {
     pub(crate) flight_addr: Option<String>,
     pub(crate) http_addr: Option<String>,
     pub(crate) keep_views: bool,
+    pub(crate) access_log: Option<String>,
 }
 
 pub(crate) async fn serve(
@@ -34,7 +35,19 @@ pub(crate) async fn serve(
         flight_addr,
         http_addr,
         keep_views,
+        access_log,
     } = args;
+    let access_log = match access_log.filter(|t| !t.is_empty()) {
+        Some(t) => Some(assay_engine::config::AccessLog::parse(
+            &t,
+            &std::env::current_dir().unwrap_or_default(),
+        )),
+        None => project.serve.access_log.clone(),
+    };
+    if let Some(target) = &access_log {
+        crate::access_log::start(target)
+            .with_context(|| format!("opening the access log {target:?}"))?;
+    }
     let policy = Arc::new(access_policy(project, &lake).await?);
     let catalog = LakeCatalog::load(lake.clone())
         .await

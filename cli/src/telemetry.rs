@@ -59,7 +59,10 @@ impl Telemetry {
             Ok(None) => (None, None, None),
             Err(e) => (None, None, Some(e)),
         };
-        let layers: Vec<Boxed> = std::iter::once(logs).chain(traces).collect();
+        let access: Boxed = crate::access_log::AccessLayer
+            .with_filter(crate::access_log::Requests)
+            .boxed();
+        let layers: Vec<Boxed> = [logs, access].into_iter().chain(traces).collect();
         tracing_subscriber::registry().with(layers).init();
         if let Some(e) = problem {
             tracing::error!(error = %e, "OTLP trace export is off");

@@ -160,6 +160,31 @@ pub struct ServeConfig {
     /// How long `assay serve` waits, after SIGTERM or Ctrl-C, for requests and streams in
     /// flight before it exits anyway (`drain_timeout`, default `30s`).
     pub drain_timeout: Duration,
+    /// Where each request's JSON access line goes (`access_log`: `stdout`, `stderr` or a
+    /// file path, relative to the project); `None`: no access log.
+    pub access_log: Option<AccessLog>,
+}
+
+/// Where the access log is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLog {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+    /// Appended to this file.
+    File(std::path::PathBuf),
+}
+
+impl AccessLog {
+    /// `stdout`, `stderr` or a file path (relative to `dir`).
+    pub fn parse(value: &str, dir: &std::path::Path) -> Self {
+        match value {
+            "stdout" | "-" => AccessLog::Stdout,
+            "stderr" => AccessLog::Stderr,
+            path => AccessLog::File(dir.join(path)),
+        }
+    }
 }
 
 /// What one server accepts from its clients (`[serve]` keys).
@@ -197,6 +222,7 @@ impl Default for ServeConfig {
             run_lease_ttl: crate::scheduler::LEASE_TTL,
             tls: None,
             drain_timeout: Duration::from_secs(30),
+            access_log: None,
         }
     }
 }
@@ -491,6 +517,9 @@ impl Validator<'_> {
         }
         if let Some(d) = self.duration(&raw.serve.drain_timeout, "serve.drain_timeout")? {
             serve.drain_timeout = d;
+        }
+        if let Some(target) = raw.serve.access_log.as_deref().filter(|t| !t.is_empty()) {
+            serve.access_log = Some(AccessLog::parse(target, self.dir));
         }
         if let Some(t) = &raw.serve.tls {
             let path = |v: &Spanned<String>| self.dir.join(v.get_ref());

@@ -282,6 +282,7 @@ pub(crate) struct RawServe {
     pub(crate) run_lease_ttl: Option<Spanned<String>>,
     pub(crate) tls: Option<RawTls>,
     pub(crate) drain_timeout: Option<Spanned<String>>,
+    pub(crate) access_log: Option<String>,
 }
 
 /// `[serve.tls]`.

@@ -916,3 +916,22 @@ maintenance = { auto = true, small_files = 4, vacuum_retain = "48h" }
     let e = load(dir.path(), "[maintenance]\nretain = \"1h\"\n").unwrap_err();
     assert!(e.to_string().contains("retain"), "{e}");
 }
+
+#[test]
+fn the_access_log_goes_to_a_stream_or_a_file_of_the_project() {
+    let dir = project_dir();
+    let with = |value: &str| {
+        load(dir.path(), &format!("[serve]\naccess_log = \"{value}\"\n"))
+            .unwrap()
+            .serve
+            .access_log
+    };
+    assert_eq!(with("stdout"), Some(AccessLog::Stdout));
+    assert_eq!(with("stderr"), Some(AccessLog::Stderr));
+    assert_eq!(
+        with("logs/access.json"),
+        Some(AccessLog::File(dir.path().join("logs/access.json")))
+    );
+    assert_eq!(with(""), None);
+    assert_eq!(load(dir.path(), "").unwrap().serve.access_log, None);
+}
