@@ -13,8 +13,9 @@
 //! are announced on `<prefix>:commits`, so every replica learns the new version at once.
 //!
 //! A Redis error never fails a request: the response is served uncached, a warning is logged
-//! and `errors` is counted; the connection manager reconnects in the background, and caching
-//! resumes when Redis is back.
+//! and `errors` is counted; for [`PAUSE_AFTER_ERROR`] after an error the cache does not call
+//! Redis at all (requests do not wait on a Redis that is down), then tries again; the
+//! connection manager reconnects in the background, and caching resumes when Redis is back.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +33,9 @@ pub fn lake_prefix(root: &str) -> String {
     let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
     format!("assay:{hex}")
 }
+
+/// How long the cache leaves Redis alone after a Redis error.
+pub const PAUSE_AFTER_ERROR: Duration = Duration::from_secs(1);
 
 /// One cached response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +137,9 @@ pub struct Cache {
     ttl: Duration,
     prefix: String,
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Redis is not called before this many milliseconds after `epoch` (0: no pause).
+    paused_until_ms: AtomicU64,
+    epoch: std::time::Instant,
 }
 
 impl Drop for Cache {
@@ -169,6 +176,8 @@ impl Cache {
             ttl,
             prefix: "assay".into(),
             listener: Mutex::new(None),
+            paused_until_ms: AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
         }
     }
 
@@ -222,8 +231,7 @@ impl Cache {
     /// Tells the other gateways sharing this Redis that `table` is at `version` (nothing
     /// without Redis).
     pub async fn announce(&self, table: &str, version: i64) {
-        if let Backend::Redis { conn, .. } = &self.backend {
-            let mut conn = conn.clone();
+        if let Some(mut conn) = self.connection() {
             let r: redis::RedisResult<()> = conn
                 .publish(self.commits_channel(), format!("{table} {version}"))
                 .await;
@@ -300,6 +308,8 @@ impl Cache {
             ttl,
             prefix: "assay".into(),
             listener: Mutex::new(None),
+            paused_until_ms: AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
         })
     }
 
@@ -311,17 +321,41 @@ impl Cache {
         }
     }
 
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     fn failed(&self, op: &str, e: &redis::RedisError) {
         self.stats.errors.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(operation = op, error = %e, "cache unavailable; serving uncached");
+        let until = self.elapsed_ms() + PAUSE_AFTER_ERROR.as_millis() as u64;
+        let before = self.paused_until_ms.swap(until, Ordering::Relaxed);
+        if before <= self.elapsed_ms() {
+            // Once per pause, not once per request.
+            tracing::warn!(operation = op, error = %e, "cache unavailable; serving uncached");
+        }
+    }
+
+    /// Redis, unless the cache pauses it after an error (then every operation is skipped and
+    /// counted as an error: the request is served uncached).
+    fn connection(&self) -> Option<redis::aio::ConnectionManager> {
+        let Backend::Redis { conn, .. } = &self.backend else {
+            return None;
+        };
+        if self.paused_until_ms.load(Ordering::Relaxed) > self.elapsed_ms() {
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(conn.clone())
     }
 
     /// The entry under `key` whatever its stamp; `Err` when Redis failed (counted, logged).
     async fn fetch(&self, key: &str) -> Result<Option<Arc<Entry>>, ()> {
         match &self.backend {
             Backend::Memory { entries, .. } => Ok(entries.get(key).await),
-            Backend::Redis { conn, .. } => {
-                let mut conn = conn.clone();
+            Backend::Redis { .. } => {
+                let Some(mut conn) = self.connection() else {
+                    return Err(());
+                };
                 match conn.get::<_, Option<Vec<u8>>>(key).await {
                     Ok(v) => Ok(v.and_then(Entry::decode).map(Arc::new)),
                     Err(e) => {
@@ -378,9 +412,11 @@ impl Cache {
                     }
                 }
             }
-            Backend::Redis { conn, .. } => {
+            Backend::Redis { .. } => {
+                let Some(mut conn) = self.connection() else {
+                    return;
+                };
                 let value = entry.encode();
-                let mut conn = conn.clone();
                 let ttl = self.ttl.as_secs().max(1);
                 let r: redis::RedisResult<()> = redis::pipe()
                     .atomic()
@@ -408,8 +444,10 @@ impl Cache {
                 .ok()
                 .flatten()
                 .unwrap_or_default(),
-            Backend::Redis { conn, .. } => {
-                let mut conn = conn.clone();
+            Backend::Redis { .. } => {
+                let Some(mut conn) = self.connection() else {
+                    return Vec::new();
+                };
                 match conn.smembers::<_, Vec<String>>(self.index_key(table)).await {
                     Ok(keys) => keys,
                     Err(e) => {
@@ -439,8 +477,10 @@ impl Cache {
                     }
                 }
             }
-            Backend::Redis { conn, .. } => {
-                let mut conn = conn.clone();
+            Backend::Redis { .. } => {
+                let Some(mut conn) = self.connection() else {
+                    return;
+                };
                 let r: redis::RedisResult<()> = redis::pipe()
                     .atomic()
                     .del(keys)

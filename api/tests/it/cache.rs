@@ -120,11 +120,20 @@ async fn a_dead_redis_costs_speed_not_errors() {
     assert_eq!(s.get(C, &reader).await.1, "miss");
     assert_eq!(s.get(C, &reader).await.1, "hit");
     redis.kill();
+    let (status, cache, _) = s.get(C, &reader).await;
+    assert_eq!((status, cache.as_str()), (200, "miss"));
+    // After the first error Redis is left alone for a while: requests do not wait on it.
+    let started = std::time::Instant::now();
     for _ in 0..3 {
         let (status, cache, body) = s.get(C, &reader).await;
         assert_eq!((status, cache.as_str()), (200, "miss"), "{body}");
         assert_eq!(column(&body, "product_id"), ["30", "31"]);
     }
+    let took = started.elapsed();
+    assert!(
+        took < assay_api::cache::PAUSE_AFTER_ERROR,
+        "three uncached answers took {took:?}"
+    );
     assert!(s.gateway.cache.stats.errors.load(Ordering::Relaxed) >= 3);
     redis.restart();
     // The connection manager reconnects; caching resumes.
