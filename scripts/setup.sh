@@ -33,6 +33,21 @@ if ! command -v promtool >/dev/null 2>&1; then
         $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
     fi
 fi
+# Nginx for deploy/local.sh and the replica tests, which start their own on free ports; the
+# package's own server on port 80 is not wanted.
+nginx_missing=0
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || nginx_missing=1
+if [ "$nginx_missing" = 1 ]; then
+    say "apt: nginx-light"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends nginx-light \
+        || $SUDO apt-get install -y -qq --no-install-recommends nginx
+    if command -v systemctl >/dev/null 2>&1; then
+        $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true
+    fi
+    [ -f /run/nginx.pid ] && $SUDO nginx -s quit >/dev/null 2>&1 || true
+fi
 if [ "${#apt_packages[@]}" -gt 0 ]; then
     say "apt: ${apt_packages[*]}"
     export DEBIAN_FRONTEND=noninteractive

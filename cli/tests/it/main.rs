@@ -40,6 +40,7 @@ mod kit;
 mod lifecycle;
 mod loads;
 mod recovery;
+mod replicas;
 mod schedules;
 mod serve;
 mod sources;

@@ -8,7 +8,7 @@ use crate::kit::Fixture;
 
 /// Makes a CA, a server certificate for 127.0.0.1 / localhost and a client certificate, all
 /// signed by the CA, with the `openssl` command.
-fn certificates(dir: &Path) {
+pub(crate) fn certificates(dir: &Path) {
     let run = |args: &[&str]| {
         let out = Command::new("openssl")
             .args(args)
@@ -86,7 +86,7 @@ fn certificates(dir: &Path) {
 
 /// `requests.get` over HTTPS with the test CA (and a client certificate when `client` is
 /// set): the status, or the error's class name when the request fails.
-fn https_get(dir: &Path, url: &str, client: bool) -> String {
+pub(crate) fn https_get(dir: &Path, url: &str, client: bool) -> String {
     const SCRIPT: &str = r#"
 import sys, requests
 url, ca, cert = sys.argv[1], sys.argv[2], sys.argv[3:]
@@ -107,7 +107,7 @@ except Exception as e:
 
 /// `SELECT 41 + 1` through the ADBC Flight SQL driver over TLS, trusting the test CA (and
 /// presenting the client certificate when `client` is set).
-fn adbc_over_tls(dir: &Path, uri: &str, client: bool) -> String {
+pub(crate) fn adbc_over_tls(dir: &Path, uri: &str, client: bool) -> String {
     const SCRIPT: &str = r#"
 import sys, os
 import adbc_driver_flightsql.dbapi as fs
