@@ -485,6 +485,22 @@ fn a_prepared_statement_outlives_the_replica_that_prepared_it() {
     d.kill_9("3");
     check("50", "replica 3 dead");
     check("10", "replica 3 dead");
+    // Flight calls are in the replicas' access logs too, with the user and bytes sent.
+    let lines: Vec<serde_json::Value> = (1..=3)
+        .flat_map(|i| {
+            d.log(&format!("replica-{i}.access.json"))
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let get = lines
+        .iter()
+        .find(|v| v["server"] == "flight" && v["method"] == "DoGet")
+        .unwrap_or_else(|| panic!("a DoGet line: {lines:?}"));
+    assert_eq!(get["status"], "ok", "{get}");
+    assert_eq!(get["user"], "root", "{get}");
+    assert!(get["bytes"].as_u64().is_some_and(|b| b > 0), "{get}");
     drop(stdin);
     let _ = client.wait();
 }
