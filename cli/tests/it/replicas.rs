@@ -237,6 +237,35 @@ fn load(
     })
 }
 
+/// Loads `port` (see [`load`]) for `before`, runs `event`, loads `after` more, then prints
+/// the figures as `what` and asserts nothing failed.
+fn under_load(
+    (port, bearer, expected): (u16, &str, &str),
+    before: Duration,
+    event: impl FnOnce(),
+    after: Duration,
+    what: &str,
+) -> Load {
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = load(
+        port,
+        ROWS,
+        bearer.to_string(),
+        expected.to_string(),
+        4,
+        Arc::clone(&stop),
+    );
+    std::thread::sleep(before);
+    event();
+    std::thread::sleep(after);
+    stop.store(true, Ordering::Relaxed);
+    let seen = running.join().unwrap();
+    println!("{}", seen.report(what));
+    assert!(seen.requests > 50, "{}", seen.report(what));
+    assert!(seen.failures.is_empty(), "{what}: {:?}", seen.failures);
+    seen
+}
+
 const ROWS: &str = "/api/v1/tables/gold.daily_revenue/rows?order_by=order_date,category";
 
 fn login(port: u16) -> String {
@@ -274,44 +303,30 @@ fn replicas_behind_nginx_survive_a_killed_replica_and_a_killed_redis() {
     assert_eq!(rows["count"], 7, "{expected}");
 
     // Steady state, for comparison: through Nginx, and straight to one replica.
-    for (what, port) in [
-        ("steady, through Nginx", nginx),
-        ("steady, straight to replica 2", d.port("REPLICA_2_HTTP")),
-    ] {
-        let stop = Arc::new(AtomicBool::new(false));
-        let running = load(
-            port,
-            ROWS,
-            bearer.clone(),
-            expected.clone(),
-            4,
-            Arc::clone(&stop),
-        );
-        std::thread::sleep(Duration::from_secs(2));
-        stop.store(true, Ordering::Relaxed);
-        let steady = running.join().unwrap();
-        println!("{}", steady.report(what));
-        assert!(steady.failures.is_empty(), "{:?}", steady.failures);
-    }
+    let two = Duration::from_secs(2);
+    let nothing = || {};
+    under_load(
+        (nginx, &bearer, &expected),
+        two,
+        nothing,
+        Duration::ZERO,
+        "steady, through Nginx",
+    );
+    let replica2 = d.port("REPLICA_2_HTTP");
+    let straight = (replica2, bearer.as_str(), expected.as_str());
+    under_load(
+        straight,
+        two,
+        nothing,
+        Duration::ZERO,
+        "steady, straight to replica 2",
+    );
 
     // kill -9 one of three replicas under load: Nginx retries the GETs it met.
-    let stop = Arc::new(AtomicBool::new(false));
-    let running = load(
-        nginx,
-        ROWS,
-        bearer.clone(),
-        expected.clone(),
-        4,
-        Arc::clone(&stop),
-    );
-    std::thread::sleep(Duration::from_secs(2));
-    d.kill_9("1");
-    std::thread::sleep(Duration::from_secs(3));
-    stop.store(true, Ordering::Relaxed);
-    let killed = running.join().unwrap();
-    println!("{}", killed.report("kill -9 replica 1 of 3"));
-    assert!(killed.requests > 50, "{}", killed.report("load"));
-    assert!(killed.failures.is_empty(), "{:?}", killed.failures);
+    let through = (nginx, bearer.as_str(), expected.as_str());
+    let kill = || d.kill_9("1");
+    let three = Duration::from_secs(3);
+    under_load(through, two, kill, three, "kill -9 replica 1 of 3");
 
     // It rejoins and answers from the cache the others filled.
     d.local(&["start", "1"]);
@@ -324,28 +339,18 @@ fn replicas_behind_nginx_survive_a_killed_replica_and_a_killed_redis() {
     );
 
     // kill -9 Redis under load: every request still answers with the right rows, uncached.
-    let stop = Arc::new(AtomicBool::new(false));
-    let running = load(
-        nginx,
-        ROWS,
-        bearer.clone(),
-        expected.clone(),
-        4,
-        Arc::clone(&stop),
-    );
-    std::thread::sleep(Duration::from_secs(1));
-    d.kill_9("redis");
-    std::thread::sleep(Duration::from_secs(3));
-    let (status, head, body) = get(nginx, ROWS, &bearer);
-    assert_eq!((status, body.as_str()), (200, expected.as_str()));
-    assert!(
-        !head.contains("x-cache: hit"),
-        "no cache without Redis: {head}"
-    );
-    stop.store(true, Ordering::Relaxed);
-    let redis_down = running.join().unwrap();
-    println!("{}", redis_down.report("kill -9 Redis"));
-    assert!(redis_down.failures.is_empty(), "{:?}", redis_down.failures);
+    let kill_redis = || {
+        d.kill_9("redis");
+        std::thread::sleep(three);
+        let (status, head, body) = get(nginx, ROWS, &bearer);
+        assert_eq!((status, body.as_str()), (200, expected.as_str()));
+        assert!(
+            !head.contains("x-cache: hit"),
+            "no cache without Redis: {head}"
+        );
+    };
+    let one = Duration::from_secs(1);
+    under_load(through, one, kill_redis, Duration::ZERO, "kill -9 Redis");
 
     // Redis back (empty): hits resume on every replica.
     d.local(&["start", "redis"]);
