@@ -71,6 +71,20 @@ if ! command -v azurite-blob >/dev/null 2>&1; then
     $SUDO npm install --global --silent azurite
 fi
 
+# The web console's browser test: Debian's Chromium, driven by playwright-core (pinned in
+# tests/browser/package-lock.json; no browser download).
+if ! command -v chromium >/dev/null 2>&1; then
+    say "apt: chromium"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends chromium
+fi
+browser_tests="$(cd "$(dirname "$0")/../tests/browser" && pwd)"
+if [ ! -d "$browser_tests/node_modules/playwright-core" ]; then
+    say "npm: playwright-core (tests/browser)"
+    (cd "$browser_tests" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --silent --no-audit --no-fund)
+fi
+
 # cargo-nextest runs the suite (the test script falls back to `cargo test` without it).
 if ! cargo nextest --version >/dev/null 2>&1; then
     say "cargo-nextest not found; installing (a few minutes)"

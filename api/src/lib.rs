@@ -17,6 +17,7 @@
 //! (the core asks `authorize`) and never evaluate a filter themselves.
 
 pub mod cache;
+mod console;
 pub mod error;
 pub mod format;
 pub mod metrics;
@@ -111,6 +112,7 @@ pub fn router(gw: Gateway) -> Router {
     metrics::handle();
     let body_limit = gw.limits.max_body_bytes;
     routes
+        .merge(console::routes())
         .fallback(routes::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::map_response(no_store_on_errors))

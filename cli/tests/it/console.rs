@@ -1,0 +1,56 @@
+//! The web console in a real browser: Debian's headless Chromium driven by `playwright-core`
+//! (`tests/browser/console.mjs`) against a real `assay serve` on the example lake. Screenshots
+//! of every page are kept in `target/console-screenshots/`.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use crate::kit::{Fixture, root_bearer};
+
+#[test]
+fn the_console_signs_in_browses_filters_queries_and_hides_what_a_role_may_not_see() {
+    let f = Fixture::example();
+    f.run_ok(&[]);
+    let served = f.serve_as_root(Stdio::null());
+    let port = served.port;
+    // A reader, made by the admin through the API.
+    let bearer = root_bearer(port);
+    let (status, body) = assay_testkit::http_with_body(
+        port,
+        "POST",
+        "/api/v1/users",
+        &[
+            ("Authorization", &bearer),
+            ("Content-Type", "application/json"),
+        ],
+        r#"{"username":"ana","password":"reader-pass-1","role":"reader"}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let shots = repo.join("target/console-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = std::process::Command::new("node")
+        .arg(repo.join("tests/browser/console.mjs"))
+        .arg(format!("http://127.0.0.1:{port}"))
+        .arg(&shots)
+        .current_dir(repo.join("tests/browser"))
+        .output()
+        .expect("node runs (scripts/setup.sh installs Node.js, Chromium and playwright-core)");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{report}\nscreenshots: {}",
+        shots.display()
+    );
+    assert!(report.contains("ok - a reader sees no silver"), "{report}");
+
+    // The page itself: embedded, no token needed, a strict CSP.
+    let (status, html) = assay_testkit::http(port, "GET", "/", &[]);
+    assert_eq!(status, 200);
+    assert!(html.contains("/console/app.js"), "{html}");
+}

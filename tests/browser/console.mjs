@@ -1,0 +1,135 @@
+// Drives the Assay web console in Debian's headless Chromium with playwright-core.
+//
+//   node tests/browser/console.mjs BASE_URL SCREENSHOT_DIR
+//
+// Signs in as `root` (admin, password pw-123456) and as `ana` (reader, password
+// reader-pass-1), walks the catalog, a gold table with a filter, a run, SQL; exits 1 naming
+// the first check that failed. Screenshots of every page land in SCREENSHOT_DIR.
+
+import { chromium } from "playwright-core";
+
+const [base, shots] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-dev-shm-usage"],
+});
+
+function check(ok, what) {
+  if (!ok) throw new Error(`check failed: ${what}`);
+  console.log(`ok - ${what}`);
+}
+
+async function signIn(page, user, password) {
+  await page.goto(base + "/");
+  await page.getByLabel("User name").fill(user);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("region", { name: "Layer gold" }).waitFor();
+}
+
+const errors = [];
+try {
+  // An admin at 1280×800.
+  const admin = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  admin.on("pageerror", (e) => errors.push(String(e)));
+  // Failed requests show as console errors too; the expected ones (a wrong password) are
+  // checked on the page instead.
+  admin.on("console", (m) => {
+    if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) errors.push(m.text());
+  });
+  admin.on("response", (r) => { if (r.status() >= 400) console.log(`  (${r.status()} ${r.request().method()} ${r.url()})`); });
+  await admin.goto(base + "/");
+  await admin.getByRole("form", { name: "Sign in" }).waitFor();
+  await admin.screenshot({ path: `${shots}/01-sign-in.png` });
+  // A wrong password is refused with the API's message.
+  await admin.getByLabel("User name").fill("root");
+  await admin.getByLabel("Password").fill("wrong-password");
+  await admin.getByRole("button", { name: "Sign in" }).click();
+  await admin.getByRole("alert").waitFor();
+  check((await admin.getByRole("alert").textContent()).includes("invalid"), "a wrong password is refused");
+
+  await signIn(admin, "root", "pw-123456");
+  for (const layer of ["bronze", "silver", "gold"]) {
+    check(await admin.getByRole("region", { name: `Layer ${layer}` }).isVisible(), `admin sees layer ${layer}`);
+  }
+  const stored = await admin.evaluate(() => JSON.stringify(localStorage) + JSON.stringify(sessionStorage) + document.cookie);
+  check(!stored.includes("ey"), "no token in localStorage, sessionStorage or cookies");
+  await admin.screenshot({ path: `${shots}/02-catalog.png`, fullPage: true });
+
+  // A gold table: schema, history, rows; a filter narrows the rows.
+  await admin.getByRole("link", { name: "daily_revenue" }).click();
+  await admin.getByRole("heading", { name: "gold.daily_revenue" }).waitFor();
+  await admin.getByText(/^Rows 1–7 /).waitFor();
+  await admin.getByRole("button", { name: "Add filter" }).click();
+  await admin.getByLabel("Filter column").selectOption("category");
+  await admin.getByLabel("Filter value").fill("C");
+  await admin.getByRole("button", { name: "Apply" }).click();
+  await admin.getByText(/^Rows 1–3 /).waitFor();
+  const cells = await admin.locator("table").first().locator("tbody tr").count();
+  check(cells === 3, `the filter category = C leaves 3 rows (got ${cells})`);
+  check(await admin.getByRole("heading", { name: "History" }).isVisible(), "the table's history is shown");
+  check(await admin.getByRole("cell", { name: "Decimal128(38, 2)" }).count() === 1 ||
+    await admin.getByRole("cell", { name: /^Decimal128/ }).count() >= 1, "the schema shows column types");
+  check(!(await admin.locator("main").innerText()).includes("nullnull"), "no stray text");
+  const download = admin.waitForEvent("download");
+  await admin.getByRole("button", { name: "Download CSV" }).click();
+  const csv = await download;
+  check(csv.suggestedFilename() === "gold.daily_revenue.csv", "the rows download as CSV");
+  await admin.screenshot({ path: `${shots}/03-table.png`, fullPage: true });
+
+  // Runs: the example's run with its steps on a timeline.
+  await admin.getByRole("link", { name: "Runs" }).click();
+  await admin.getByRole("heading", { name: "Runs" }).waitFor();
+  await admin.locator("tbody a").first().click();
+  await admin.getByRole("list", { name: "Step timeline" }).waitFor();
+  const bars = await admin.getByRole("listitem").count();
+  check(bars >= 7, `the run shows its steps on a timeline (${bars})`);
+  check(!(await admin.locator("main > p, main > div.gantt").allInnerTexts()).some((t) => t.trim() === "null"), "no stray null");
+  await admin.screenshot({ path: `${shots}/04-run.png`, fullPage: true });
+
+  // SQL.
+  await admin.getByRole("link", { name: "SQL" }).click();
+  await admin.getByLabel(/Read-only SQL/).fill("SELECT category, SUM(revenue) AS revenue FROM gold.daily_revenue GROUP BY category ORDER BY category");
+  await admin.getByRole("button", { name: "Run" }).click();
+  await admin.getByText(/^\d+ rows/).waitFor();
+  const header = await admin.locator("thead th").allTextContents();
+  check(header.join(",") === "category,revenue", `the SQL result has its columns (${header})`);
+  await admin.getByLabel(/Read-only SQL/).fill("DROP TABLE gold.daily_revenue");
+  await admin.getByRole("button", { name: "Run" }).click();
+  await admin.getByRole("alert").waitFor();
+  await admin.screenshot({ path: `${shots}/05-sql.png`, fullPage: true });
+
+  // A reader at phone width: gold only, silver does not exist for them.
+  const reader = await browser.newPage({ viewport: { width: 390, height: 844 } });
+  reader.on("pageerror", (e) => errors.push(String(e)));
+  await signIn(reader, "ana", "reader-pass-1");
+  check(await reader.getByRole("region", { name: "Layer gold" }).isVisible(), "a reader sees gold");
+  check(await reader.getByRole("region", { name: "Layer silver" }).count() === 0, "a reader sees no silver");
+  check(await reader.getByRole("link", { name: "Runs" }).isHidden(), "a reader has no Runs section");
+  await reader.screenshot({ path: `${shots}/06-reader-phone.png`, fullPage: true });
+  await reader.evaluate(() => { location.hash = "#/table/silver.orders"; });
+  await reader.getByRole("alert").waitFor();
+  await reader.screenshot({ path: `${shots}/07-reader-silver.png` });
+
+  // Keyboard: the sign-in form works without a mouse.
+  const keys = await browser.newPage();
+  await keys.goto(base + "/");
+  await keys.getByLabel("User name").waitFor();
+  await keys.keyboard.type("ana");
+  await keys.keyboard.press("Tab");
+  await keys.keyboard.type("reader-pass-1");
+  await keys.keyboard.press("Enter");
+  await keys.getByRole("region", { name: "Layer gold" }).waitFor();
+  check(true, "sign-in by keyboard");
+
+  check(errors.length === 0, `no script errors (${errors.join("; ")})`);
+} catch (e) {
+  console.error(e.message);
+  for (const [i, p] of browser.contexts().flatMap((c) => c.pages()).entries()) {
+    await p.screenshot({ path: `${shots}/failed-${i}.png`, fullPage: true }).catch(() => {});
+  }
+  console.error(errors.join("\n"));
+  await browser.close();
+  process.exit(1);
+}
+await browser.close();
