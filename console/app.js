@@ -92,8 +92,22 @@ function download(blob, name) {
   setTimeout(() => URL.revokeObjectURL(url), 10000);
 }
 
+/** A Chart.js chart (console/vendor/, loaded by index.html as `window.Chart`) on a canvas. */
+function chart(kind, labels, datasets, label) {
+  const canvas = h("canvas", { role: "img", "aria-label": label });
+  const box = h("div", { class: "chart" }, canvas);
+  // Drawn once the canvas is in the page.
+  requestAnimationFrame(() => new window.Chart(canvas, {
+    type: kind,
+    data: { labels, datasets },
+    options: { responsive: true, maintainAspectRatio: false, animation: false,
+      plugins: { legend: { position: "bottom" } } },
+  }));
+  return box;
+}
+
 function page(title, ...content) {
-  main.replaceChildren(h("h1", {}, title), ...content.filter((c) => c !== null && c !== undefined && c !== false));
+  main.replaceChildren(h("h1", {}, title), ...content.flat().filter((c) => c !== null && c !== undefined && c !== false));
   document.title = `${title} · Assay`;
   main.focus();
 }
@@ -291,9 +305,26 @@ function sql() {
     out.replaceChildren(h("p", { class: "muted" }, "Running…"));
     try {
       result = await api("/query", { method: "POST", body: { sql: text.value, limit: 10000 } });
+      const names = result.columns.map((c) => c.name);
+      const plot = h("div");
+      const kind = h("select", { "aria-label": "Chart type" }, h("option", { value: "line" }, "line"), h("option", { value: "bar" }, "bar"));
+      const x = h("select", { "aria-label": "X axis" }, names.map((n) => h("option", { value: n }, n)));
+      const y = h("select", { "aria-label": "Y axis", multiple: true, size: Math.min(names.length, 4) },
+        names.map((n, i) => h("option", { value: n, selected: i === names.length - 1 && names.length > 1 }, n)));
+      const draw = () => {
+        const ys = [...y.selectedOptions].map((o) => o.value);
+        plot.replaceChildren(ys.length ? chart(kind.value, result.rows.map((r) => r[x.value]),
+          ys.map((c) => ({ label: c, data: result.rows.map((r) => Number(r[c])) })),
+          `${kind.value} chart of ${ys.join(", ")} by ${x.value}`) : h("p", { class: "muted" }, "Choose Y columns."));
+      };
       out.replaceChildren(
         h("p", { class: "muted" }, `${result.count} rows${result.truncated ? " (truncated)" : ""}`),
-        grid(result.columns.map((c) => c.name ?? c), result.rows));
+        grid(names, result.rows),
+        h("h2", {}, "Chart"),
+        h("div", { class: "row" }, h("label", {}, "Type", kind), h("label", {}, "X", x), h("label", {}, "Y", y),
+          h("button", { type: "button", class: "secondary", onclick: draw }, "Draw chart")),
+        plot);
+      if (result.rows.length && names.length > 1) draw();
     } catch (e) { out.replaceChildren(failure(e)); }
   };
   const exportCsv = async () => {
@@ -368,6 +399,45 @@ async function run(id) {
   if (detail.status === "running") setTimeout(() => { if (location.hash === `#/runs/${id}`) run(id); }, 2000);
 }
 
+// ---- quality ---------------------------------------------------------------------------
+
+async function quality() {
+  page("Quality", h("p", { class: "muted" }, "Loading…"));
+  try {
+    const [outcomes, cat] = await Promise.all([
+      api("/query", { method: "POST", body: { limit: 10000, sql:
+        'SELECT "table", rule, action, passed, failed, recorded_at FROM _system.expectations ORDER BY recorded_at' } }),
+      api("/catalog"),
+    ]);
+    const byTable = new Map();
+    for (const r of outcomes.rows) {
+      if (!byTable.has(r.table)) byTable.set(r.table, new Map());
+      const rules = byTable.get(r.table);
+      if (!rules.has(r.rule)) rules.set(r.rule, []);
+      rules.get(r.rule).push(r);
+    }
+    const quarantines = cat.tables.filter((t) => /__(quarantine|rejected)$/.test(t.name));
+    const sections = [...byTable].map(([table, rules]) => {
+      const times = [...new Set([...rules.values()].flat().map((r) => r.recorded_at))].sort();
+      const datasets = [...rules].flatMap(([rule, rs]) => {
+        const at = new Map(rs.map((r) => [r.recorded_at, r]));
+        return [{ label: `${rule} failed`, data: times.map((t) => at.get(t)?.failed ?? null) },
+          { label: `${rule} passed`, data: times.map((t) => at.get(t)?.passed ?? null) }];
+      });
+      const latest = [...rules].map(([rule, rs]) => rs[rs.length - 1]);
+      return h("section", { class: "card", "aria-label": `Quality of ${table}` },
+        h("h2", {}, h("a", { href: `#/table/${table}` }, table)),
+        chart("line", times.map(fmtTime), datasets, `passed and failed rows per rule of ${table} over time`),
+        grid(["rule", "action", "passed", "failed", "recorded_at"], latest));
+    });
+    page("Quality",
+      sections.length ? sections : h("p", { class: "muted" }, "No expectation outcomes recorded yet."),
+      h("h2", {}, "Quarantined and rejected rows"),
+      quarantines.length ? h("ul", {}, quarantines.map((t) => h("li", {},
+        h("a", { href: `#/table/${t.table}` }, t.table), ` · ${t.rows ?? "?"} rows`))) : h("p", { class: "muted" }, "None."));
+  } catch (e) { page("Quality", failure(e)); }
+}
+
 // ---- schedules -------------------------------------------------------------------------
 
 async function schedules() {
@@ -401,6 +471,7 @@ function route() {
     case "sql": return sql();
     case "runs": return arg ? run(arg) : runs();
     case "schedules": return schedules();
+    case "quality": return quality();
     case "signin": case "catalog": default: return catalog();
   }
 }

@@ -79,6 +79,13 @@ if ! command -v chromium >/dev/null 2>&1; then
     $SUDO apt-get update -qq
     $SUDO apt-get install -y -qq --no-install-recommends chromium
 fi
+# The console's pinned third-party files (console/package-lock.json), against which the
+# suite checks the copies committed in console/vendor/.
+console_dir="$(cd "$(dirname "$0")/../console" && pwd)"
+if [ ! -f "$console_dir/node_modules/chart.js/package.json" ]; then
+    say "npm: the console's pinned packages (console/)"
+    (cd "$console_dir" && npm ci --silent --no-audit --no-fund)
+fi
 browser_tests="$(cd "$(dirname "$0")/../tests/browser" && pwd)"
 if [ ! -d "$browser_tests/node_modules/playwright-core" ]; then
     say "npm: playwright-core (tests/browser)"

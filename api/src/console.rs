@@ -1,4 +1,5 @@
-//! The web console: three files from `console/` in the repository, embedded in the binary
+//! The web console: the files of `console/` in the repository (and Chart.js from
+//! `console/vendor/`), embedded in the binary
 //! (it works offline, no CDN), served at `/` and `/console/`. The page talks to the public
 //! REST API only. A strict Content-Security-Policy allows nothing but this origin's own
 //! scripts, styles and API.
@@ -13,6 +14,8 @@ use crate::Gateway;
 const INDEX: &str = include_str!("../../console/index.html");
 const APP_JS: &str = include_str!("../../console/app.js");
 const APP_CSS: &str = include_str!("../../console/app.css");
+/// Chart.js, as pinned in `console/package-lock.json` (copied by `scripts/console-vendor.sh`).
+const CHART_JS: &str = include_str!("../../console/vendor/chart.umd.min.js");
 
 /// No inline script or style, no other origin, no framing.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -53,6 +56,10 @@ async fn style() -> Response {
     asset("text/css; charset=utf-8", APP_CSS)
 }
 
+async fn chart_js() -> Response {
+    asset("text/javascript; charset=utf-8", CHART_JS)
+}
+
 /// `/` (the page), `/console/app.js`, `/console/app.css`; no token needed (the page signs in
 /// through the API).
 pub(crate) fn routes() -> Router<Gateway> {
@@ -60,4 +67,5 @@ pub(crate) fn routes() -> Router<Gateway> {
         .route("/", get(index))
         .route("/console/app.js", get(script))
         .route("/console/app.css", get(style))
+        .route("/console/vendor/chart.umd.min.js", get(chart_js))
 }

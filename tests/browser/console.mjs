@@ -87,6 +87,14 @@ try {
   check(!(await admin.locator("main > p, main > div.gantt").allInnerTexts()).some((t) => t.trim() === "null"), "no stray null");
   await admin.screenshot({ path: `${shots}/04-run.png`, fullPage: true });
 
+  // Quality: passed/failed per rule over time, per table, and the quarantined rows.
+  await admin.getByRole("link", { name: "Quality" }).click();
+  await admin.getByRole("region", { name: "Quality of silver.orders" }).waitFor();
+  check(await admin.getByRole("img", { name: /passed and failed rows per rule of silver.orders/ }).isVisible(),
+    "quality over time is charted per table");
+  check(await admin.getByRole("link", { name: "silver.orders__quarantine" }).isVisible(), "quarantined rows are linked");
+  await admin.screenshot({ path: `${shots}/05-quality.png`, fullPage: true });
+
   // SQL.
   await admin.getByRole("link", { name: "SQL" }).click();
   await admin.getByLabel(/Read-only SQL/).fill("SELECT category, SUM(revenue) AS revenue FROM gold.daily_revenue GROUP BY category ORDER BY category");
@@ -94,10 +102,23 @@ try {
   await admin.getByText(/^\d+ rows/).waitFor();
   const header = await admin.locator("thead th").allTextContents();
   check(header.join(",") === "category,revenue", `the SQL result has its columns (${header})`);
+  // The result as a chart: revenue by category, drawn by Chart.js on a canvas.
+  const plotted = admin.getByRole("img", { name: "line chart of revenue by category" });
+  await plotted.waitFor();
+  await admin.getByLabel("Chart type").selectOption("bar");
+  await admin.getByRole("button", { name: "Draw chart" }).click();
+  await admin.getByRole("img", { name: "bar chart of revenue by category" }).waitFor();
+  const drawn = await admin.evaluate(() => {
+    const c = document.querySelector("canvas");
+    const ch = window.Chart.getChart(c);
+    return ch ? { type: ch.config.type, points: ch.data.datasets[0].data.length } : null;
+  });
+  check(drawn && drawn.type === "bar" && drawn.points === 3, `the SQL result charts as bars (${JSON.stringify(drawn)})`);
+  await admin.screenshot({ path: `${shots}/06-sql-chart.png`, fullPage: true });
   await admin.getByLabel(/Read-only SQL/).fill("DROP TABLE gold.daily_revenue");
   await admin.getByRole("button", { name: "Run" }).click();
   await admin.getByRole("alert").waitFor();
-  await admin.screenshot({ path: `${shots}/05-sql.png`, fullPage: true });
+  await admin.screenshot({ path: `${shots}/06-sql-refused.png`, fullPage: true });
 
   // A reader at phone width: gold only, silver does not exist for them.
   const reader = await browser.newPage({ viewport: { width: 390, height: 844 } });
@@ -106,10 +127,10 @@ try {
   check(await reader.getByRole("region", { name: "Layer gold" }).isVisible(), "a reader sees gold");
   check(await reader.getByRole("region", { name: "Layer silver" }).count() === 0, "a reader sees no silver");
   check(await reader.getByRole("link", { name: "Runs" }).isHidden(), "a reader has no Runs section");
-  await reader.screenshot({ path: `${shots}/06-reader-phone.png`, fullPage: true });
+  await reader.screenshot({ path: `${shots}/07-reader-phone.png`, fullPage: true });
   await reader.evaluate(() => { location.hash = "#/table/silver.orders"; });
   await reader.getByRole("alert").waitFor();
-  await reader.screenshot({ path: `${shots}/07-reader-silver.png` });
+  await reader.screenshot({ path: `${shots}/08-reader-silver.png` });
 
   // Keyboard: the sign-in form works without a mouse.
   const keys = await browser.newPage();

@@ -54,3 +54,29 @@ fn the_console_signs_in_browses_filters_queries_and_hides_what_a_role_may_not_se
     assert_eq!(status, 200);
     assert!(html.contains("/console/app.js"), "{html}");
 }
+
+/// `console/vendor/` holds exactly the files of the versions `console/package-lock.json` pins
+/// (`scripts/setup.sh` installs them into `console/node_modules`; `scripts/console-vendor.sh`
+/// copies them).
+#[test]
+fn vendored_files_are_the_pinned_ones() {
+    let console = Path::new(env!("CARGO_MANIFEST_DIR")).join("../console");
+    let pinned = std::fs::read(console.join("node_modules/chart.js/dist/chart.umd.min.js"))
+        .expect("console/node_modules installed (scripts/setup.sh runs npm ci there)");
+    let vendored = std::fs::read(console.join("vendor/chart.umd.min.js")).unwrap();
+    assert!(
+        pinned == vendored,
+        "console/vendor/chart.umd.min.js differs from the pinned chart.js: run scripts/console-vendor.sh"
+    );
+    let lock: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(console.join("package-lock.json")).unwrap())
+            .unwrap();
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(console.join("node_modules/chart.js/package.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        lock["packages"]["node_modules/chart.js"]["version"], manifest["version"],
+        "console/node_modules is not what the lock file pins: npm ci in console/"
+    );
+}
