@@ -77,11 +77,19 @@ try {
   check(csv.suggestedFilename() === "gold.daily_revenue.csv", "the rows download as CSV");
   await admin.screenshot({ path: `${shots}/03-table.png`, fullPage: true });
 
-  // Runs: the example's run with its steps on a timeline.
+  // Runs: the newest run failed (a broken model); its steps on a timeline, the failed step
+  // with its error.
   await admin.getByRole("link", { name: "Runs" }).click();
   await admin.getByRole("heading", { name: "Runs" }).waitFor();
-  await admin.locator("tbody a").first().click();
+  const newest = admin.locator("tbody tr").first();
+  check((await newest.innerText()).includes("failed"), "the newest run is listed as failed");
+  await newest.locator("a").click();
   await admin.getByRole("list", { name: "Step timeline" }).waitFor();
+  const failedSteps = admin.getByRole("region", { name: "Failed steps" });
+  await failedSteps.waitFor();
+  const failedText = await failedSteps.innerText();
+  check(failedText.includes("gold.broken") && failedText.includes("no_such_column"),
+    `the failed step and its error are shown (${failedText.slice(0, 200)})`);
   const bars = await admin.getByRole("listitem").count();
   check(bars >= 7, `the run shows its steps on a timeline (${bars})`);
   check(!(await admin.locator("main > p, main > div.gantt").allInnerTexts()).some((t) => t.trim() === "null"), "no stray null");

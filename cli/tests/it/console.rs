@@ -11,6 +11,13 @@ use crate::kit::{Fixture, root_bearer};
 fn the_console_signs_in_browses_filters_queries_and_hides_what_a_role_may_not_see() {
     let f = Fixture::example();
     f.run_ok(&[]);
+    // A second run with a broken model fails: the console shows the failed step and its error.
+    f.write(
+        "sql/gold/broken.sql",
+        "SELECT no_such_column FROM silver.orders",
+    );
+    let failed = f.assay(&["run"]);
+    assert!(!failed.status.success(), "the broken model fails the run");
     let served = f.serve_as_root(Stdio::null());
     let port = served.port;
     // A reader, made by the admin through the API.
