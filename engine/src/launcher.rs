@@ -127,6 +127,18 @@ impl Launcher {
         }
     }
 
+    /// The pipeline's tables in run order, each with the upstream tables its step reads.
+    pub fn lineage(&self) -> Vec<(TableId, Vec<TableId>)> {
+        self.pipeline
+            .ordered()
+            .map(|step| {
+                let table = step.table().clone();
+                let upstream = self.pipeline.upstream_steps(&table);
+                (table, upstream)
+            })
+            .collect()
+    }
+
     /// Maintains the tables each run wrote by `config` once it is recorded (see
     /// [`crate::lifecycle::after_run`]).
     #[must_use]

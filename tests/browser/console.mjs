@@ -77,6 +77,16 @@ try {
   check(csv.suggestedFilename() === "gold.daily_revenue.csv", "the rows download as CSV");
   await admin.screenshot({ path: `${shots}/03-table.png`, fullPage: true });
 
+  // Lineage: the DAG as a graph; a node opens its table.
+  await admin.getByRole("link", { name: "Lineage" }).click();
+  const graph = admin.getByRole("group", { name: "Lineage graph" });
+  await graph.waitFor();
+  check(await graph.getByRole("link").count() >= 9, "the lineage graph shows every step's table");
+  await admin.screenshot({ path: `${shots}/03-lineage.png`, fullPage: true });
+  await graph.getByRole("link", { name: "silver.orders", exact: true }).click();
+  await admin.getByRole("heading", { name: "silver.orders", exact: true }).waitFor();
+  check(true, "a lineage node opens its table");
+
   // Runs: the newest run failed (a broken model); its steps on a timeline, the failed step
   // with its error.
   await admin.getByRole("link", { name: "Runs" }).click();
@@ -135,6 +145,12 @@ try {
   check(await reader.getByRole("region", { name: "Layer gold" }).isVisible(), "a reader sees gold");
   check(await reader.getByRole("region", { name: "Layer silver" }).count() === 0, "a reader sees no silver");
   check(await reader.getByRole("link", { name: "Runs" }).isHidden(), "a reader has no Runs section");
+  await reader.getByRole("link", { name: "Lineage" }).click();
+  const readerGraph = reader.getByRole("group", { name: "Lineage graph" });
+  await readerGraph.waitFor();
+  const readerNodes = await readerGraph.getByRole("link").allInnerTexts();
+  check(readerNodes.length >= 2 && !(await readerGraph.getByRole("link", { name: /^silver\./ }).count()),
+    `a reader's lineage has gold only (${readerNodes})`);
   await reader.screenshot({ path: `${shots}/07-reader-phone.png`, fullPage: true });
   await reader.evaluate(() => { location.hash = "#/table/silver.orders"; });
   await reader.getByRole("alert").waitFor();

@@ -1,7 +1,7 @@
 //! `GET /catalog` and `GET /tables/{table}`: what the caller may see.
 
 use assay_engine::Layer;
-use assay_engine::service::{HistoryPage, TableDetail, TableSummary};
+use assay_engine::service::{HistoryPage, Lineage, TableDetail, TableSummary};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
@@ -92,6 +92,22 @@ pub(crate) async fn catalog(
         Ok(Entry::new(&key, stamp.clone(), "application/json", body))
     })
     .await
+}
+
+/// The project's DAG (bronze -> silver -> gold), only the tables the caller's role sees:
+/// nodes in run order, an edge from each table to the tables written from it.
+#[utoipa::path(
+    get,
+    path = "/api/v1/lineage",
+    tag = "tables",
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The visible part of the DAG", body = Lineage),
+        (status = 401, description = "No or a bad token", body = ErrorBody),
+    )
+)]
+pub(crate) async fn lineage(State(gw): State<Gateway>, caller: Caller) -> Result<Json<Lineage>> {
+    Ok(Json(gw.core.lineage(&caller.0).await?))
 }
 
 /// One table's detail and its last 20 commits.

@@ -69,6 +69,7 @@ pub(crate) fn all() -> OpenApiRouter<Gateway> {
         .routes(routes!(accounts::list_keys, accounts::create_key))
         .routes(routes!(accounts::revoke_key))
         .routes(routes!(catalog::catalog))
+        .routes(routes!(catalog::lineage))
         .routes(routes!(catalog::table))
         .routes(routes!(catalog::history))
         .routes(routes!(rows::get_rows, rows::post_rows))

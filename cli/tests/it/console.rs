@@ -33,6 +33,19 @@ fn the_console_signs_in_browses_filters_queries_and_hides_what_a_role_may_not_se
         r#"{"username":"ana","password":"reader-pass-1","role":"reader"}"#,
     );
     assert_eq!(status, 201, "{body}");
+    // The DAG the lineage page draws, over REST.
+    let (status, body) = assay_testkit::http(
+        port,
+        "GET",
+        "/api/v1/lineage",
+        &[("Authorization", &bearer)],
+    );
+    assert_eq!(status, 200, "{body}");
+    let dag: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(dag["nodes"].as_array().unwrap().len(), 9, "{body}");
+    assert_eq!(dag["nodes"][0]["layer"], "bronze", "upstream first: {body}");
+    let edge = serde_json::json!({"from": "silver.orders", "to": "gold.daily_revenue"});
+    assert!(dag["edges"].as_array().unwrap().contains(&edge), "{body}");
 
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let shots = repo.join("target/console-screenshots");

@@ -265,3 +265,33 @@ pub(crate) async fn history(
         commits,
     })
 }
+
+/// The project's DAG as the caller may see it: the tables steps write, and which feeds which.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Lineage {
+    /// The tables, in run order (upstream first).
+    pub nodes: Vec<LineageNode>,
+    /// `from` is read by the step that writes `to`.
+    pub edges: Vec<LineageEdge>,
+}
+
+/// A table of the DAG.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LineageNode {
+    /// `layer.name`.
+    pub table: String,
+    /// Its layer.
+    pub layer: String,
+}
+
+/// An edge of the DAG.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LineageEdge {
+    /// The upstream table.
+    pub from: String,
+    /// The table written from it.
+    pub to: String,
+}

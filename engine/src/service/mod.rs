@@ -28,7 +28,9 @@ use datafusion::execution::SendableRecordBatchStream;
 use serde_json::{Map, Value};
 
 pub use accounts::{Account, AccountChange, ApiKey, Login, NewApiKey};
-pub use catalog::{ColumnInfo, Commit, HistoryPage, TableDetail, TableSummary};
+pub use catalog::{
+    ColumnInfo, Commit, HistoryPage, Lineage, LineageEdge, LineageNode, TableDetail, TableSummary,
+};
 pub use error::{Result, ServiceError};
 pub use rows::{Filter, FilterOp, Order, RowsRequest, decode_rows};
 pub use runs::{RunDetail, RunList, RunRecord, RunsFilter};
@@ -121,6 +123,9 @@ pub trait LakeService: Send + Sync + std::fmt::Debug {
         limit: usize,
         offset: usize,
     ) -> Result<HistoryPage>;
+    /// The project's DAG, only the tables the caller sees (empty when the server runs no
+    /// pipeline).
+    async fn lineage(&self, p: &Principal) -> Result<Lineage>;
     /// A table's columns as queries see them.
     async fn schema(&self, p: &Principal, id: &TableId) -> Result<SchemaRef>;
     /// A table's latest version, from memory (see [`Versions`]).
@@ -339,6 +344,30 @@ impl LakeService for Core {
         let table = self.open(id).await?;
         let versions = crate::lifecycle::versions(self.lake(), id).await?;
         catalog::history(id, &table, &versions, limit, offset).await
+    }
+
+    async fn lineage(&self, p: &Principal) -> Result<Lineage> {
+        let Some(launcher) = &self.launcher else {
+            return Ok(Lineage::default());
+        };
+        let sees = |t: &TableId| authorize(p, Action::ReadTable(t)).is_ok();
+        let mut lineage = Lineage::default();
+        for (table, upstream) in launcher.lineage() {
+            if !sees(&table) {
+                continue;
+            }
+            lineage.nodes.push(LineageNode {
+                table: table.to_string(),
+                layer: table.layer.as_str().to_string(),
+            });
+            lineage
+                .edges
+                .extend(upstream.iter().filter(|u| sees(u)).map(|u| LineageEdge {
+                    from: u.to_string(),
+                    to: table.to_string(),
+                }));
+        }
+        Ok(lineage)
     }
 
     async fn schema(&self, p: &Principal, id: &TableId) -> Result<SchemaRef> {

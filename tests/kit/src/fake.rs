@@ -7,9 +7,9 @@ use assay_engine::ErrorKind;
 use assay_engine::auth::{Principal, Role, Sealer};
 use assay_engine::launcher::Running;
 use assay_engine::service::{
-    Account, AccountChange, ApiKey, Appended, LakeService, Login, NewApiKey, Query, Result, Rows,
-    RowsRequest, RunDetail, RunList, RunsFilter, ScheduleInfo, ServiceError, TableDetail,
-    TableSummary,
+    Account, AccountChange, ApiKey, Appended, LakeService, Lineage, Login, NewApiKey, Query,
+    Result, Rows, RowsRequest, RunDetail, RunList, RunsFilter, ScheduleInfo, ServiceError,
+    TableDetail, TableSummary,
 };
 use assay_engine::{Layer, TableId};
 use datafusion::common::ParamValues;
@@ -139,6 +139,9 @@ impl LakeService for Failing {
         self.fail()
     }
     async fn ready(&self) -> Result<()> {
+        self.fail()
+    }
+    async fn lineage(&self, _: &Principal) -> Result<Lineage> {
         self.fail()
     }
     fn sealer(&self) -> &dyn Sealer {
