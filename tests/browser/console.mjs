@@ -58,7 +58,7 @@ try {
 
   // A gold table: schema, history, rows; a filter narrows the rows.
   await admin.getByRole("link", { name: "daily_revenue" }).click();
-  await admin.getByRole("heading", { name: "gold.daily_revenue" }).waitFor();
+  await admin.getByRole("heading", { name: "gold.daily_revenue", exact: true }).waitFor();
   await admin.getByText(/^Rows 1–7 /).waitFor();
   await admin.getByRole("button", { name: "Add filter" }).click();
   await admin.getByLabel("Filter column").selectOption("category");
@@ -67,7 +67,7 @@ try {
   await admin.getByText(/^Rows 1–3 /).waitFor();
   const cells = await admin.locator("table").first().locator("tbody tr").count();
   check(cells === 3, `the filter category = C leaves 3 rows (got ${cells})`);
-  check(await admin.getByRole("heading", { name: "History" }).isVisible(), "the table's history is shown");
+  check(await admin.getByRole("heading", { name: "History", exact: true }).isVisible(), "the table's history is shown");
   check(await admin.getByRole("cell", { name: "Decimal128(38, 2)" }).count() === 1 ||
     await admin.getByRole("cell", { name: /^Decimal128/ }).count() >= 1, "the schema shows column types");
   check(!(await admin.locator("main").innerText()).includes("nullnull"), "no stray text");
@@ -90,7 +90,7 @@ try {
   // Runs: the newest run failed (a broken model); its steps on a timeline, the failed step
   // with its error.
   await admin.getByRole("link", { name: "Runs" }).click();
-  await admin.getByRole("heading", { name: "Runs" }).waitFor();
+  await admin.getByRole("heading", { name: "Runs", exact: true }).waitFor();
   const newest = admin.locator("tbody tr").first();
   check((await newest.innerText()).includes("failed"), "the newest run is listed as failed");
   await newest.locator("a").click();
