@@ -126,11 +126,12 @@ try {
   await admin.getByLabel("Chart type").selectOption("bar");
   await admin.getByRole("button", { name: "Draw chart" }).click();
   await admin.getByRole("img", { name: "bar chart of revenue by category" }).waitFor();
-  const drawn = await admin.evaluate(() => {
-    const c = document.querySelector("canvas");
-    const ch = window.Chart.getChart(c);
-    return ch ? { type: ch.config.type, points: ch.data.datasets[0].data.length } : null;
+  // The chart is made on the next animation frame: wait for it.
+  const handle = await admin.waitForFunction(() => {
+    const ch = window.Chart.getChart(document.querySelector("canvas"));
+    return ch && ch.config.type === "bar" ? { type: ch.config.type, points: ch.data.datasets[0].data.length } : null;
   });
+  const drawn = await handle.jsonValue();
   check(drawn && drawn.type === "bar" && drawn.points === 3, `the SQL result charts as bars (${JSON.stringify(drawn)})`);
   await admin.screenshot({ path: `${shots}/06-sql-chart.png`, fullPage: true });
   await admin.getByLabel(/Read-only SQL/).fill("DROP TABLE gold.daily_revenue");
