@@ -111,7 +111,7 @@ impl Progress {
 }
 
 impl RunObserver for Progress {
-    fn started(&self, table: &TableId) {
+    fn started(&self, table: &TableId, _at: chrono::DateTime<chrono::Utc>) {
         let Some(b) = &self.bars else {
             self.line(format_args!("started {table}"));
             return;

@@ -88,6 +88,25 @@ impl RunRow {
             error: None,
         }
     }
+
+    /// The row of a finished step of run `run_id`.
+    pub fn step(run_id: &str, s: &crate::runner::StepOutcome) -> Self {
+        RunRow {
+            run_id: run_id.to_string(),
+            kind: "step",
+            step: Some(s.table.to_string()),
+            layer: Some(s.table.layer.as_str().to_string()),
+            status: s.status.as_str().to_string(),
+            started_at: s.started_at,
+            ended_at: s.ended_at,
+            rows_in: s.report.rows_in as i64,
+            rows_written: s.report.rows_written as i64,
+            rows_rejected: s.report.rows_rejected as i64,
+            version: s.report.version,
+            attempts: s.attempts as i32,
+            error: s.error.clone(),
+        }
+    }
 }
 
 /// The schema of `_system.runs`.
@@ -132,21 +151,12 @@ pub fn rows_of(summary: &RunSummary) -> Vec<RunRow> {
         error: (failed > 0).then(|| format!("{failed} step(s) failed or skipped")),
         ..RunRow::running(&summary.run_id, summary.started_at)
     });
-    rows.extend(summary.steps.iter().map(|s| RunRow {
-        run_id: summary.run_id.clone(),
-        kind: "step",
-        step: Some(s.table.to_string()),
-        layer: Some(s.table.layer.as_str().to_string()),
-        status: s.status.as_str().to_string(),
-        started_at: s.started_at,
-        ended_at: s.ended_at,
-        rows_in: s.report.rows_in as i64,
-        rows_written: s.report.rows_written as i64,
-        rows_rejected: s.report.rows_rejected as i64,
-        version: s.report.version,
-        attempts: s.attempts as i32,
-        error: s.error.clone(),
-    }));
+    rows.extend(
+        summary
+            .steps
+            .iter()
+            .map(|s| RunRow::step(&summary.run_id, s)),
+    );
     rows
 }
 

@@ -109,8 +109,8 @@ impl RunSummary {
 
 /// Told about steps as they start and finish (progress display).
 pub trait RunObserver: Send + Sync {
-    /// A step started.
-    fn started(&self, _table: &TableId) {}
+    /// A step started at `at` (the start its outcome will carry).
+    fn started(&self, _table: &TableId, _at: DateTime<Utc>) {}
     /// A step finished.
     fn finished(&self, _outcome: &StepOutcome) {}
     /// The meter of a step that just started: rows and bytes written so far.
@@ -181,7 +181,8 @@ pub async fn run(
             }
             if ups.is_empty() && tasks.len() < parallelism {
                 let step = pending.remove(i);
-                observer.started(step.table());
+                let started_at = Utc::now();
+                observer.started(step.table(), started_at);
                 let ctx = Arc::clone(&ctx);
                 let config = config.clone();
                 // A child of the caller's `run` span (its context when this is polled).
@@ -193,7 +194,7 @@ pub async fn run(
                 );
                 let meter = Arc::new(crate::progress::Meter::default());
                 observer.metering(&table, Arc::clone(&meter));
-                let run = async move { run_step(step, &ctx, &config).await };
+                let run = async move { run_step(step, &ctx, &config, started_at).await };
                 let handle = tasks.spawn(crate::progress::metered(meter, run).instrument(span));
                 running.insert(handle.id(), table);
                 continue;
@@ -249,8 +250,12 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
         .unwrap_or("no message")
 }
 
-async fn run_step(step: Arc<dyn Step>, ctx: &StepContext, config: &RunConfig) -> StepOutcome {
-    let started_at = Utc::now();
+async fn run_step(
+    step: Arc<dyn Step>,
+    ctx: &StepContext,
+    config: &RunConfig,
+    started_at: DateTime<Utc>,
+) -> StepOutcome {
     let table = step.table().clone();
     let mut attempts = 0;
     let mut backoff = config.retry_backoff_of(&table);

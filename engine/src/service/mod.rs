@@ -447,14 +447,8 @@ impl LakeService for Core {
 
     async fn run(&self, p: &Principal, run_id: &str) -> Result<RunDetail> {
         authorize(p, Action::ReadRuns)?;
-        if let Some(r) = self.launcher.as_ref().and_then(Launcher::running)
-            && r.run_id == run_id
-        {
-            return Ok(RunDetail::Running {
-                run: r,
-                status: "running".into(),
-                steps: Vec::new(),
-            });
+        if let Some((run, progress)) = self.launcher.as_ref().and_then(|l| l.progress(run_id)) {
+            return runs::running(run, progress);
         }
         runs::detail(self.lake(), run_id).await
     }

@@ -77,15 +77,19 @@ pub enum RunDetail {
         /// Its steps.
         steps: Vec<RunRecord>,
     },
-    /// The run in progress (`status: running`, no steps yet).
+    /// The run in progress on the server asked (`status: running`).
     Running {
         /// The run.
         #[serde(flatten)]
         run: Running,
         /// Always `running`.
         status: String,
-        /// Empty until it ends.
+        /// The steps started so far, in the order they started: finished ones as they will
+        /// be recorded; running ones with `status: running`, the rows written so far and
+        /// `ended_at` now.
         steps: Vec<RunRecord>,
+        /// The selected steps not started yet, in run order.
+        pending: Vec<String>,
     },
 }
 
@@ -110,10 +114,15 @@ pub(crate) async fn rows(
         .limit(0, limit)?
         .collect()
         .await?;
+    records(&batches)
+}
+
+/// `_system.runs` batches as records.
+fn records(batches: &[RecordBatch]) -> Result<Vec<RunRecord>> {
     let mut w = arrow::json::WriterBuilder::new()
         .with_explicit_nulls(true)
         .build::<_, arrow::json::writer::JsonArray>(Vec::new());
-    for b in &batches {
+    for b in batches {
         w.write(b).map_err(ServiceError::internal)?;
     }
     w.finish().map_err(ServiceError::internal)?;
@@ -154,4 +163,19 @@ pub(crate) async fn detail(lake: &Lake, run_id: &str) -> Result<RunDetail> {
         .next()
         .ok_or_else(|| ServiceError::not_found(format!("no run `{run_id}`")))?;
     Ok(RunDetail::Finished { run, steps })
+}
+
+/// Run `run` as far as it got (see [`crate::launcher::Launcher::progress`]).
+pub(crate) fn running(run: Running, progress: crate::launcher::Progress) -> Result<RunDetail> {
+    let steps = if progress.steps.is_empty() {
+        Vec::new()
+    } else {
+        records(&[crate::history::batch_of(&progress.steps)?])?
+    };
+    Ok(RunDetail::Running {
+        run,
+        status: "running".into(),
+        steps,
+        pending: progress.pending.iter().map(ToString::to_string).collect(),
+    })
 }

@@ -11,12 +11,17 @@ use crate::config::RunConfig;
 use crate::dag::Pipeline;
 use crate::error::EngineError;
 use crate::history;
-use crate::runner::{self, RunObserver, StepOutcome};
+use crate::runner;
 use crate::scheduler::{LeaseRecord, ScheduleStore};
 use crate::session::LakeCatalog;
 use crate::step::{Faults, StepContext};
 use crate::storage::Lake;
 use crate::table::TableId;
+
+mod watch;
+
+pub use watch::Progress;
+use watch::Watch;
 
 /// A run that has started and not yet been recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -68,7 +73,7 @@ pub struct Launcher {
     pipeline: Arc<Pipeline>,
     config: RunConfig,
     lake: Lake,
-    running: Arc<Mutex<Option<Running>>>,
+    running: Arc<Mutex<Option<Slot>>>,
     alerter: Option<crate::alerts::Alerter>,
     lease: Option<RunLease>,
     maintenance: crate::config::MaintenanceConfig,
@@ -95,22 +100,11 @@ pub enum Job {
     Maintain,
 }
 
-/// Logs each step's outcome (a server has no terminal to draw progress on).
-struct Logged;
-
-impl RunObserver for Logged {
-    fn started(&self, table: &TableId) {
-        tracing::info!(step = %table, "step started");
-    }
-
-    fn finished(&self, o: &StepOutcome) {
-        tracing::info!(
-            step = %o.table,
-            status = o.status.as_str(),
-            rows_written = o.report.rows_written,
-            "step finished"
-        );
-    }
+/// The run a launcher is running and what it has done so far.
+#[derive(Debug)]
+struct Slot {
+    run: Running,
+    watch: Arc<Watch>,
 }
 
 impl Launcher {
@@ -174,7 +168,20 @@ impl Launcher {
 
     /// The run in progress, if any.
     pub fn running(&self) -> Option<Running> {
-        self.running.lock().ok().and_then(|r| r.clone())
+        self.running
+            .lock()
+            .ok()
+            .and_then(|r| r.as_ref().map(|s| s.run.clone()))
+    }
+
+    /// Run `run_id` as far as it got, while this launcher runs it.
+    pub fn progress(&self, run_id: &str) -> Option<(Running, Progress)> {
+        let watch = {
+            let slot = self.running.lock().ok()?;
+            let s = slot.as_ref().filter(|s| s.run.run_id == run_id)?;
+            (s.run.clone(), Arc::clone(&s.watch))
+        };
+        Some((watch.0, watch.1.progress()))
     }
 
     /// Starts a run of the selection (the whole DAG when `None`) in the background, as a
@@ -223,8 +230,20 @@ impl Launcher {
             .pipeline
             .selection(select, exclude)
             .map_err(LaunchError::Selection)?;
+        let run_id = uuid::Uuid::now_v7().to_string();
+        let planned = match job {
+            Job::Run { .. } => self
+                .pipeline
+                .ordered()
+                .map(|s| s.table())
+                .filter(|t| selection.as_ref().is_none_or(|sel| sel.contains(*t)))
+                .cloned()
+                .collect(),
+            Job::Maintain => Vec::new(),
+        };
+        let watch = Arc::new(Watch::new(&run_id, planned));
         let run = Running {
-            run_id: uuid::Uuid::now_v7().to_string(),
+            run_id,
             select: select.map(str::to_string),
             exclude: exclude.map(str::to_string),
             full_refresh,
@@ -237,10 +256,13 @@ impl Launcher {
                 .running
                 .lock()
                 .map_err(|_| LaunchError::Selection(EngineError::Auth("lock poisoned".into())))?;
-            if let Some(r) = slot.as_ref() {
-                return Err(LaunchError::Busy(r.clone()));
+            if let Some(s) = slot.as_ref() {
+                return Err(LaunchError::Busy(s.run.clone()));
             }
-            *slot = Some(run.clone());
+            *slot = Some(Slot {
+                run: run.clone(),
+                watch: Arc::clone(&watch),
+            });
         }
         let lease = match &self.lease {
             None => None,
@@ -269,7 +291,7 @@ impl Launcher {
         tokio::spawn(async move {
             let outcome = match (lease, &this.lease) {
                 (Some(mut lease), Some(l)) => {
-                    let run = this.execute(&run_id, selection, job, &by);
+                    let run = this.execute(&run_id, selection, job, &by, watch);
                     tokio::pin!(run);
                     let outcome = loop {
                         tokio::select! {
@@ -289,7 +311,7 @@ impl Launcher {
                     metrics::gauge!("assay_run_lease_held", "holder" => l.holder.clone()).set(0.0);
                     outcome
                 }
-                _ => this.execute(&run_id, selection, job, &by).await,
+                _ => this.execute(&run_id, selection, job, &by, watch).await,
             };
             if let Err(e) = outcome {
                 tracing::error!(run_id = %run_id, error = %e, "run failed to start or record");
@@ -332,6 +354,7 @@ impl Launcher {
         selection: Option<std::collections::BTreeSet<TableId>>,
         job: Job,
         by: &str,
+        watch: Arc<Watch>,
     ) -> crate::Result<()> {
         let full_refresh = match job {
             Job::Run { full_refresh } => full_refresh,
@@ -341,7 +364,7 @@ impl Launcher {
             }
         };
         let span = tracing::info_span!("run", run_id, user = by, full_refresh);
-        self.execute_in_span(run_id, selection, full_refresh, by)
+        self.execute_in_span(run_id, selection, full_refresh, by, watch)
             .instrument(span)
             .await
     }
@@ -352,6 +375,7 @@ impl Launcher {
         selection: Option<std::collections::BTreeSet<TableId>>,
         full_refresh: bool,
         by: &str,
+        watch: Arc<Watch>,
     ) -> crate::Result<()> {
         let catalog = LakeCatalog::load(self.lake.clone()).await?;
         let ctx = StepContext {
@@ -369,14 +393,8 @@ impl Launcher {
                 None
             }
         };
-        let summary = runner::run(
-            &self.pipeline,
-            selection.as_ref(),
-            &self.config,
-            ctx,
-            Arc::new(Logged),
-        )
-        .await;
+        let summary =
+            runner::run(&self.pipeline, selection.as_ref(), &self.config, ctx, watch).await;
         tracing::info!(run_id, succeeded = summary.succeeded(), "run finished");
         let recorded = history::record(&self.lake, &summary).await;
         if let Some(p) = pulse {
