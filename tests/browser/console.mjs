@@ -7,6 +7,7 @@
 // the first check that failed. Screenshots of every page land in SCREENSHOT_DIR.
 
 import { chromium } from "playwright-core";
+import { lowContrast } from "./contrast.mjs";
 
 const [base, shots] = process.argv.slice(2);
 const browser = await chromium.launch({
@@ -28,6 +29,13 @@ async function signIn(page, user, password) {
 }
 
 const errors = [];
+const contrast = [];
+
+/** A full-page screenshot as SCREENSHOT_DIR/NAME.png; the page's text contrast is checked too. */
+async function shot(page, name) {
+  await page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
+  for (const low of await lowContrast(page)) contrast.push({ page: name, ...low });
+}
 try {
   // An admin at 1280×800.
   const admin = await browser.newPage({ viewport: { width: 1280, height: 800 } });
@@ -40,7 +48,7 @@ try {
   admin.on("response", (r) => { if (r.status() >= 400) console.log(`  (${r.status()} ${r.request().method()} ${r.url()})`); });
   await admin.goto(base + "/");
   await admin.getByRole("form", { name: "Sign in" }).waitFor();
-  await admin.screenshot({ path: `${shots}/01-sign-in.png` });
+  await shot(admin, "01-sign-in");
   // A wrong password is refused with the API's message.
   await admin.getByLabel("User name").fill("root");
   await admin.getByLabel("Password").fill("wrong-password");
@@ -54,7 +62,7 @@ try {
   }
   const stored = await admin.evaluate(() => JSON.stringify(localStorage) + JSON.stringify(sessionStorage) + document.cookie);
   check(!stored.includes("ey"), "no token in localStorage, sessionStorage or cookies");
-  await admin.screenshot({ path: `${shots}/02-catalog.png`, fullPage: true });
+  await shot(admin, "02-catalog");
 
   // A gold table: schema, history, rows; a filter narrows the rows.
   await admin.getByRole("link", { name: "daily_revenue" }).click();
@@ -75,14 +83,14 @@ try {
   await admin.getByRole("button", { name: "Download CSV" }).click();
   const csv = await download;
   check(csv.suggestedFilename() === "gold.daily_revenue.csv", "the rows download as CSV");
-  await admin.screenshot({ path: `${shots}/03-table.png`, fullPage: true });
+  await shot(admin, "03-table");
 
   // Lineage: the DAG as a graph; a node opens its table.
   await admin.getByRole("link", { name: "Lineage" }).click();
   const graph = admin.getByRole("group", { name: "Lineage graph" });
   await graph.waitFor();
   check(await graph.getByRole("link").count() >= 9, "the lineage graph shows every step's table");
-  await admin.screenshot({ path: `${shots}/03-lineage.png`, fullPage: true });
+  await shot(admin, "03-lineage");
   await graph.getByRole("link", { name: "silver.orders", exact: true }).click();
   await admin.getByRole("heading", { name: "silver.orders", exact: true }).waitFor();
   check(true, "a lineage node opens its table");
@@ -103,7 +111,7 @@ try {
   const bars = await admin.getByRole("listitem").count();
   check(bars >= 7, `the run shows its steps on a timeline (${bars})`);
   check(!(await admin.locator("main > p, main > div.gantt").allInnerTexts()).some((t) => t.trim() === "null"), "no stray null");
-  await admin.screenshot({ path: `${shots}/04-run.png`, fullPage: true });
+  await shot(admin, "04-run");
 
   // Quality: passed/failed per rule over time, per table, and the quarantined rows.
   await admin.getByRole("link", { name: "Quality" }).click();
@@ -111,7 +119,7 @@ try {
   check(await admin.getByRole("img", { name: /passed and failed rows per rule of silver.orders/ }).isVisible(),
     "quality over time is charted per table");
   check(await admin.getByRole("link", { name: "silver.orders__quarantine" }).isVisible(), "quarantined rows are linked");
-  await admin.screenshot({ path: `${shots}/05-quality.png`, fullPage: true });
+  await shot(admin, "05-quality");
 
   // SQL.
   await admin.getByRole("link", { name: "SQL" }).click();
@@ -133,11 +141,11 @@ try {
   });
   const drawn = await handle.jsonValue();
   check(drawn && drawn.type === "bar" && drawn.points === 3, `the SQL result charts as bars (${JSON.stringify(drawn)})`);
-  await admin.screenshot({ path: `${shots}/06-sql-chart.png`, fullPage: true });
+  await shot(admin, "06-sql-chart");
   await admin.getByLabel(/Read-only SQL/).fill("DROP TABLE gold.daily_revenue");
   await admin.getByRole("button", { name: "Run" }).click();
   await admin.getByRole("alert").waitFor();
-  await admin.screenshot({ path: `${shots}/06-sql-refused.png`, fullPage: true });
+  await shot(admin, "06-sql-refused");
 
   // A reader at phone width: gold only, silver does not exist for them.
   const reader = await browser.newPage({ viewport: { width: 390, height: 844 } });
@@ -152,10 +160,10 @@ try {
   const readerNodes = await readerGraph.getByRole("link").allInnerTexts();
   check(readerNodes.length >= 2 && !(await readerGraph.getByRole("link", { name: /^silver\./ }).count()),
     `a reader's lineage has gold only (${readerNodes})`);
-  await reader.screenshot({ path: `${shots}/07-reader-phone.png`, fullPage: true });
+  await shot(reader, "07-reader-phone");
   await reader.evaluate(() => { location.hash = "#/table/silver.orders"; });
   await reader.getByRole("alert").waitFor();
-  await reader.screenshot({ path: `${shots}/08-reader-silver.png` });
+  await shot(reader, "08-reader-silver");
 
   // Keyboard: the sign-in form works without a mouse.
   const keys = await browser.newPage();
@@ -168,6 +176,8 @@ try {
   await keys.getByRole("region", { name: "Layer gold" }).waitFor();
   check(true, "sign-in by keyboard");
 
+  check(contrast.length === 0,
+    `text contrast at least 4.5:1 (3:1 when large) on every page shot: ${JSON.stringify(contrast)}`);
   check(errors.length === 0, `no script errors (${errors.join("; ")})`);
 } catch (e) {
   console.error(e.message);

@@ -100,3 +100,197 @@ fn vendored_files_are_the_pinned_ones() {
         "console/node_modules is not what the lock file pins: npm ci in console/"
     );
 }
+
+/// An HTTP API whose second page waits until `/release` is asked: its bronze step stays
+/// running, having written the first page, for as long as the test needs.
+struct GatedFeed {
+    base: String,
+}
+
+impl GatedFeed {
+    fn start() -> GatedFeed {
+        use std::io::{BufRead, BufReader, Write};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let open = std::sync::Arc::new(AtomicBool::new(false));
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let open = std::sync::Arc::clone(&open);
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut head = String::new();
+                    if reader.read_line(&mut head).is_err() {
+                        return;
+                    }
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                        line.clear();
+                    }
+                    let path = head.split_whitespace().nth(1).unwrap_or("");
+                    let body = if path.starts_with("/release") {
+                        open.store(true, Ordering::SeqCst);
+                        "[]".to_string()
+                    } else if path.split(['?', '&']).any(|kv| kv == "page=1") {
+                        r#"[{"id":1,"name":"a"},{"id":2,"name":"b"},{"id":3,"name":"c"}]"#
+                            .to_string()
+                    } else {
+                        while !open.load(Ordering::SeqCst) {
+                            std::thread::sleep(std::time::Duration::from_millis(20));
+                        }
+                        "[]".to_string()
+                    };
+                    let mut stream = stream;
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                });
+            }
+        });
+        GatedFeed { base }
+    }
+}
+
+/// A run started from the console shows its steps while it runs: finished ones as they will
+/// be recorded, the running one with the rows written so far, the ones not started yet; the
+/// page follows the run to its end.
+#[test]
+fn a_running_run_shows_its_steps_as_they_go() {
+    let f = Fixture::example();
+    let feed = GatedFeed::start();
+    let toml = std::fs::read_to_string(f.path().join("assay.toml")).unwrap();
+    f.write(
+        "assay.toml",
+        &format!(
+            "{toml}\n[[bronze]]\nname = \"feed\"\nsource = {{ kind = \"http\", url = \"{}/feed\", pagination = {{ kind = \"page\" }}, timeout = \"120s\" }}\n",
+            feed.base
+        ),
+    );
+    f.write(
+        "sql/gold/feed_count.sql",
+        "SELECT count(*) AS n FROM bronze.feed",
+    );
+    let served = f.serve_as_root(Stdio::null());
+    let port = served.port;
+    let bearer = root_bearer(port);
+    let auth = [("Authorization", bearer.as_str())];
+    let (status, body) = assay_testkit::http_with_body(
+        port,
+        "POST",
+        "/api/v1/runs",
+        &[
+            ("Authorization", &bearer),
+            ("Content-Type", "application/json"),
+        ],
+        "{}",
+    );
+    assert_eq!(status, 202, "{body}");
+    let run_id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/api/v1/runs/{run_id}");
+
+    // Every step but the feed and its consumer finishes; the feed has written its first page.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let live = loop {
+        let (status, body) = assay_testkit::http(port, "GET", &path, &auth);
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let steps = v["steps"].as_array().unwrap().clone();
+        let feed_step = steps.iter().find(|s| s["step"] == "bronze.feed");
+        let finished = steps.iter().filter(|s| s["status"] != "running").count();
+        if finished == 8 && feed_step.is_some_and(|s| s["rows_written"] == 3) {
+            break v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never got to the gated page: {body}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(live["status"], "running", "{live}");
+    assert_eq!(
+        live["pending"],
+        serde_json::json!(["gold.feed_count"]),
+        "{live}"
+    );
+    let feed_step = live["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "bronze.feed")
+        .unwrap()
+        .clone();
+    assert_eq!(feed_step["status"], "running", "{live}");
+    assert_eq!(feed_step["layer"], "bronze", "{live}");
+    assert_eq!(feed_step["kind"], "step", "{live}");
+    assert!(
+        feed_step["version"].is_null(),
+        "nothing committed yet: {live}"
+    );
+
+    // The console shows the same, then follows the run to its end once the feed is released.
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let shots = repo.join("target/console-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = std::process::Command::new("node")
+        .arg(repo.join("tests/browser/progress.mjs"))
+        .arg(format!("http://127.0.0.1:{port}"))
+        .arg(&shots)
+        .arg(&run_id)
+        .arg(format!("{}/release", feed.base))
+        .current_dir(repo.join("tests/browser"))
+        .output()
+        .expect("node runs (scripts/setup.sh installs Node.js, Chromium and playwright-core)");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{report}");
+    assert!(
+        report.contains("ok - the page follows the run to its end"),
+        "{report}"
+    );
+
+    // Recorded: the steps that had finished are recorded exactly as they were shown live.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let done = loop {
+        let (_, body) = assay_testkit::http(port, "GET", &path, &auth);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if v["status"] != "running" {
+            break v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run did not end: {body}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert!(done.get("pending").is_none(), "{done}");
+    let recorded = done["steps"].as_array().unwrap();
+    assert_eq!(recorded.len(), 10, "{done}");
+    for shown in live["steps"].as_array().unwrap() {
+        if shown["status"] == "running" {
+            continue;
+        }
+        let same = recorded
+            .iter()
+            .find(|r| r["step"] == shown["step"])
+            .unwrap();
+        assert_eq!(
+            same, shown,
+            "a finished step is shown live as it is recorded"
+        );
+    }
+    let feed_done = recorded
+        .iter()
+        .find(|r| r["step"] == "bronze.feed")
+        .unwrap();
+    assert_eq!(feed_done["rows_written"], 3, "{done}");
+    assert_eq!(feed_done["started_at"], feed_step["started_at"], "{done}");
+}
