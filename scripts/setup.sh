@@ -65,6 +65,26 @@ if ! python3 -c 'import deltalake, pyarrow, adbc_driver_flightsql, adbc_driver_m
         || python3 -m pip install --quiet --break-system-packages "${py_packages[@]}"
 fi
 
+# Unity Catalog clients: DuckDB 1.5.5 with its unity_catalog, delta and httpfs extensions
+# from PyPI (the tests load them by path; nothing is downloaded at test time).
+uc_packages=(duckdb==1.5.5 duckdb-extension-unity-catalog==1.5.5 duckdb-extension-delta==1.5.5 duckdb-extension-httpfs==1.5.5)
+if ! python3 -c 'import duckdb, duckdb_extension_unity_catalog, duckdb_extension_delta, duckdb_extension_httpfs; assert duckdb.__version__ == "1.5.5"' >/dev/null 2>&1; then
+    say "pip: ${uc_packages[*]}"
+    python3 -m pip install --quiet "${uc_packages[@]}" \
+        || python3 -m pip install --quiet --break-system-packages "${uc_packages[@]}"
+fi
+# The official unitycatalog-client SDK in a virtualenv of its own: it pins pydantic and
+# aiohttp below what moto needs.
+uc_venv="${ASSAY_UC_VENV:-$HOME/.cache/assay-uc-venv}"
+if ! "$uc_venv/bin/python" -c 'import unitycatalog.client' >/dev/null 2>&1; then
+    say "venv: unitycatalog-client==0.7.0 ($uc_venv)"
+    python3 -m venv "$uc_venv" 2>/dev/null || {
+        $SUDO apt-get install -y -qq python3-venv
+        python3 -m venv "$uc_venv"
+    }
+    "$uc_venv/bin/python" -m pip install --quiet "unitycatalog-client==0.7.0"
+fi
+
 # Azurite: Microsoft's Azure Storage emulator, from npm.
 if ! command -v azurite-blob >/dev/null 2>&1; then
     say "npm: azurite"

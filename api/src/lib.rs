@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod params;
 mod routes;
+pub mod unity;
 
 use std::sync::Arc;
 
@@ -113,6 +114,7 @@ pub fn router(gw: Gateway) -> Router {
     let body_limit = gw.limits.max_body_bytes;
     routes
         .merge(console::routes())
+        .merge(unity::routes())
         .fallback(routes::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::map_response(no_store_on_errors))

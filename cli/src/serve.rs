@@ -71,7 +71,8 @@ pub(crate) async fn serve(
     let core: Arc<dyn LakeService> = Arc::new(
         Core::new(query, Arc::clone(&policy), project.cache.refresh)
             .with_launcher(launcher)
-            .with_schedules(Schedules::new(project.schedules.clone(), tick_store)),
+            .with_schedules(Schedules::new(project.schedules.clone(), tick_store))
+            .with_unity(project.serve.unity.clone()),
     );
     let keep_views = keep_views || project.serve.keep_views;
     let service = AssayFlightSql::new(Arc::clone(&core), keep_views)

@@ -48,3 +48,4 @@ mod sources;
 mod telemetry;
 mod tls;
 mod travel;
+mod unity;

@@ -163,6 +163,9 @@ pub struct ServeConfig {
     /// Where each request's JSON access line goes (`access_log`: `stdout`, `stderr` or a
     /// file path, relative to the project); `None`: no access log.
     pub access_log: Option<AccessLog>,
+    /// The Unity Catalog API: the catalog's name (`catalog_name`, default the project's
+    /// name) and how table credentials are made (`[serve.credentials]`).
+    pub unity: crate::service::unity::UnityConfig,
 }
 
 /// Where the access log is written.
@@ -223,6 +226,7 @@ impl Default for ServeConfig {
             tls: None,
             drain_timeout: Duration::from_secs(30),
             access_log: None,
+            unity: crate::service::unity::UnityConfig::default(),
         }
     }
 }
@@ -520,6 +524,37 @@ impl Validator<'_> {
         }
         if let Some(target) = raw.serve.access_log.as_deref().filter(|t| !t.is_empty()) {
             serve.access_log = Some(AccessLog::parse(target, self.dir));
+        }
+        serve.unity.catalog_name = match &raw.serve.catalog_name {
+            Some(n) => {
+                let ok = !n.get_ref().is_empty()
+                    && n.get_ref().len() <= 255
+                    && n.get_ref()
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                if !ok {
+                    return Err(self.err(
+                        n,
+                        "serve.catalog_name",
+                        "letters, digits, `_` and `-` only (1 to 255)",
+                    ));
+                }
+                n.get_ref().clone()
+            }
+            None => name.clone(),
+        };
+        if let Some(c) = &raw.serve.credentials {
+            let vend = &mut serve.unity.vend;
+            if let (Some(v), Some(ttl)) = (&c.ttl, self.duration(&c.ttl, "serve.credentials.ttl")?)
+            {
+                if !(Duration::from_secs(900)..=Duration::from_secs(43_200)).contains(&ttl) {
+                    return Err(self.err(v, "serve.credentials.ttl", "from 15m to 12h"));
+                }
+                vend.ttl = ttl;
+            }
+            vend.s3_role_arn = c.s3_role_arn.clone().filter(|s| !s.is_empty());
+            vend.s3_sts_endpoint = c.s3_sts_endpoint.clone().filter(|s| !s.is_empty());
+            vend.share_lake_keys = c.share_lake_keys;
         }
         if let Some(t) = &raw.serve.tls {
             let path = |v: &Spanned<String>| self.dir.join(v.get_ref());

@@ -283,6 +283,19 @@ pub(crate) struct RawServe {
     pub(crate) tls: Option<RawTls>,
     pub(crate) drain_timeout: Option<Spanned<String>>,
     pub(crate) access_log: Option<String>,
+    pub(crate) catalog_name: Option<Spanned<String>>,
+    pub(crate) credentials: Option<RawCredentials>,
+}
+
+/// `[serve.credentials]`: Unity Catalog table credentials.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCredentials {
+    pub(crate) ttl: Option<Spanned<String>>,
+    pub(crate) s3_role_arn: Option<String>,
+    pub(crate) s3_sts_endpoint: Option<String>,
+    #[serde(default)]
+    pub(crate) share_lake_keys: bool,
 }
 
 /// `[serve.tls]`.

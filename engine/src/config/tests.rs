@@ -935,3 +935,34 @@ fn the_access_log_goes_to_a_stream_or_a_file_of_the_project() {
     assert_eq!(with(""), None);
     assert_eq!(load(dir.path(), "").unwrap().serve.access_log, None);
 }
+
+#[test]
+fn the_unity_catalog_is_named_after_the_project_and_credentials_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = load(dir.path(), "[project]\nname = \"retail\"\n").unwrap();
+    assert_eq!(p.serve.unity.catalog_name, "retail");
+    assert!(!p.serve.unity.vend.share_lake_keys);
+    assert_eq!(p.serve.unity.vend.ttl, std::time::Duration::from_secs(3600));
+    let p = load(
+        dir.path(),
+        "[serve]\ncatalog_name = \"lake\"\n[serve.credentials]\nttl = \"30m\"\ns3_role_arn = \"arn:aws:iam::1:role/r\"\n",
+    )
+    .unwrap();
+    assert_eq!(p.serve.unity.catalog_name, "lake");
+    assert_eq!(p.serve.unity.vend.ttl, std::time::Duration::from_secs(1800));
+    assert_eq!(
+        p.serve.unity.vend.s3_role_arn.as_deref(),
+        Some("arn:aws:iam::1:role/r")
+    );
+    let e = load(dir.path(), "[serve]\ncatalog_name = \"a.b\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("line 2: `serve.catalog_name`"), "{e}");
+    let e = load(dir.path(), "[serve.credentials]\nttl = \"1m\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("`serve.credentials.ttl`: from 15m to 12h"),
+        "{e}"
+    );
+}

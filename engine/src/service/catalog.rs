@@ -149,6 +149,14 @@ async fn commit(table: &DeltaTable, version: i64) -> Option<Commit> {
     })
 }
 
+/// The time of the commit at `version` (epoch ms), from its log entry.
+pub(crate) async fn commit_time(table: &DeltaTable, version: i64) -> Option<i64> {
+    let at = commit(table, version).await?.timestamp?;
+    chrono::DateTime::parse_from_rfc3339(&at)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
 /// Columns, version, size, partitions and the last commit time of a loaded table.
 ///
 /// # Errors

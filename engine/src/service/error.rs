@@ -16,6 +16,7 @@ pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
 pub struct ServiceError {
     kind: ErrorKind,
     message: String,
+    reason: Option<&'static str>,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -39,6 +40,7 @@ impl ServiceError {
         ServiceError {
             kind,
             message: message.into(),
+            reason: None,
             source: None,
         }
     }
@@ -68,6 +70,7 @@ impl ServiceError {
         ServiceError {
             kind: ErrorKind::Internal,
             message: "internal error".into(),
+            reason: None,
             source: Some(source.into()),
         }
     }
@@ -80,8 +83,22 @@ impl ServiceError {
         ServiceError {
             kind: ErrorKind::Unavailable,
             message: message.into(),
+            reason: None,
             source: Some(source.into()),
         }
+    }
+
+    /// The same error with a protocol's own code for it (the Unity Catalog API's
+    /// `TABLE_DOES_NOT_EXIST`, ...), for transports that speak that protocol.
+    #[must_use]
+    pub fn with_reason(mut self, reason: &'static str) -> Self {
+        self.reason = Some(reason);
+        self
+    }
+
+    /// The protocol code set by [`ServiceError::with_reason`].
+    pub fn reason(&self) -> Option<&'static str> {
+        self.reason
     }
 
     /// The kind, for the transport's status table.

@@ -9,7 +9,7 @@ use assay_engine::launcher::Running;
 use assay_engine::service::{
     Account, AccountChange, ApiKey, Appended, LakeService, Lineage, Login, NewApiKey, Query,
     Result, Rows, RowsRequest, RunDetail, RunList, RunsFilter, ScheduleInfo, ServiceError,
-    TableDetail, TableSummary,
+    TableDetail, TableSummary, unity,
 };
 use assay_engine::{Layer, TableId};
 use datafusion::common::ParamValues;
@@ -146,6 +146,48 @@ impl LakeService for Failing {
     }
     fn sealer(&self) -> &dyn Sealer {
         self
+    }
+    async fn uc_catalogs(&self, _: &Principal) -> Result<Vec<unity::Catalog>> {
+        self.fail()
+    }
+    async fn uc_catalog(&self, _: &Principal, _: &str) -> Result<unity::Catalog> {
+        self.fail()
+    }
+    async fn uc_schemas(&self, _: &Principal, _: &str) -> Result<Vec<unity::Schema>> {
+        self.fail()
+    }
+    async fn uc_schema(&self, _: &Principal, _: &str) -> Result<unity::Schema> {
+        self.fail()
+    }
+    async fn uc_tables(
+        &self,
+        _: &Principal,
+        _: &str,
+        _: &str,
+        _: &unity::PageRequest,
+    ) -> Result<unity::Page<unity::Table>> {
+        self.fail()
+    }
+    async fn uc_table(&self, _: &Principal, _: &str) -> Result<unity::Table> {
+        self.fail()
+    }
+    async fn uc_table_summaries(
+        &self,
+        _: &Principal,
+        _: &str,
+        _: Option<&str>,
+        _: Option<&str>,
+        _: &unity::PageRequest,
+    ) -> Result<unity::Page<unity::TableSummary>> {
+        self.fail()
+    }
+    async fn uc_credentials(
+        &self,
+        _: &Principal,
+        _: &str,
+        _: unity::Operation,
+    ) -> Result<unity::Credentials> {
+        self.fail()
     }
 }
 
