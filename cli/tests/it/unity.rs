@@ -280,6 +280,22 @@ fn the_lake_is_a_unity_catalog_for_duckdb_deltalake_and_the_sdk() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), flight);
 
+    // An API key of Assay works as a bearer token too.
+    let (status, key) = call(
+        port,
+        "POST",
+        "/api/v1/api-keys",
+        Some(&ana),
+        r#"{"label":"duckdb"}"#,
+    );
+    assert_eq!(status, 201, "{key}");
+    let by_key = format!("Bearer {}", key["key"].as_str().unwrap());
+    let (status, body) = get(port, &format!("{UC}/schemas?catalog_name=retail"), &by_key);
+    assert_eq!(
+        (status, names(&body, "schemas")),
+        (200, vec!["gold".to_string()])
+    );
+
     // A deactivated account is refused at once.
     let (status, _) = call(
         port,
