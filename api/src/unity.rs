@@ -127,6 +127,17 @@ fn listed<T: serde::Serialize>(key: &str, page: Page<T>) -> UcResult {
     Ok(axum::Json(body))
 }
 
+/// A listing that is never paged (one catalog, a few layers).
+fn whole<T: serde::Serialize>(key: &str, items: Vec<T>) -> UcResult {
+    listed(
+        key,
+        Page {
+            items,
+            next_page_token: None,
+        },
+    )
+}
+
 fn one<T: serde::Serialize>(item: T) -> UcResult {
     serde_json::to_value(item)
         .map(axum::Json)
@@ -134,14 +145,7 @@ fn one<T: serde::Serialize>(item: T) -> UcResult {
 }
 
 async fn catalogs(State(gw): State<Gateway>, UcCaller(p): UcCaller) -> UcResult {
-    let items = gw.core.uc_catalogs(&p).await?;
-    listed(
-        "catalogs",
-        Page {
-            items,
-            next_page_token: None,
-        },
-    )
+    whole("catalogs", gw.core.uc_catalogs(&p).await?)
 }
 
 async fn catalog(
@@ -158,17 +162,8 @@ async fn schemas(
     RawQuery(q): RawQuery,
 ) -> UcResult {
     let q = params(q)?;
-    let items = gw
-        .core
-        .uc_schemas(&p, required(&q, "catalog_name")?)
-        .await?;
-    listed(
-        "schemas",
-        Page {
-            items,
-            next_page_token: None,
-        },
-    )
+    let catalog = required(&q, "catalog_name")?;
+    whole("schemas", gw.core.uc_schemas(&p, catalog).await?)
 }
 
 async fn schema(

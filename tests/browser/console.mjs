@@ -6,19 +6,10 @@
 // reader-pass-1), walks the catalog, a gold table with a filter, a run, SQL; exits 1 naming
 // the first check that failed. Screenshots of every page land in SCREENSHOT_DIR.
 
-import { chromium } from "playwright-core";
-import { lowContrast } from "./contrast.mjs";
+import { check, launch, lowContrast } from "./common.mjs";
 
 const [base, shots] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-dev-shm-usage"],
-});
-
-function check(ok, what) {
-  if (!ok) throw new Error(`check failed: ${what}`);
-  console.log(`ok - ${what}`);
-}
+const browser = await launch();
 
 async function signIn(page, user, password) {
   await page.goto(base + "/");

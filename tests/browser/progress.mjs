@@ -8,19 +8,10 @@
 // step not started yet are shown; then releases the feed and waits for the page (which
 // refreshes itself) to show the run succeeded. Exits 1 naming the first check that failed.
 
-import { chromium } from "playwright-core";
-import { lowContrast } from "./contrast.mjs";
+import { check, launch, lowContrast } from "./common.mjs";
 
 const [base, shots, runId, release] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-dev-shm-usage"],
-});
-
-function check(ok, what) {
-  if (!ok) throw new Error(`check failed: ${what}`);
-  console.log(`ok - ${what}`);
-}
+const browser = await launch();
 
 const errors = [];
 try {

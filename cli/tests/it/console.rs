@@ -194,23 +194,18 @@ fn a_running_run_shows_its_steps_as_they_go() {
     let path = format!("/api/v1/runs/{run_id}");
 
     // Every step but the feed and its consumer finishes; the feed has written its first page.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    let live = loop {
-        let (status, body) = assay_testkit::http(port, "GET", &path, &auth);
-        assert_eq!(status, 200, "{body}");
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        let steps = v["steps"].as_array().unwrap().clone();
-        let feed_step = steps.iter().find(|s| s["step"] == "bronze.feed");
-        let finished = steps.iter().filter(|s| s["status"] != "running").count();
-        if finished == 8 && feed_step.is_some_and(|s| s["rows_written"] == 3) {
-            break v;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the run never got to the gated page: {body}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    let live = poll(
+        port,
+        &path,
+        &auth,
+        "the run never got to the gated page",
+        |v| {
+            let steps = v["steps"].as_array().unwrap();
+            let feed_step = steps.iter().find(|s| s["step"] == "bronze.feed");
+            let finished = steps.iter().filter(|s| s["status"] != "running").count();
+            finished == 8 && feed_step.is_some_and(|s| s["rows_written"] == 3)
+        },
+    );
     assert_eq!(live["status"], "running", "{live}");
     assert_eq!(
         live["pending"],
@@ -257,19 +252,9 @@ fn a_running_run_shows_its_steps_as_they_go() {
     );
 
     // Recorded: the steps that had finished are recorded exactly as they were shown live.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let done = loop {
-        let (_, body) = assay_testkit::http(port, "GET", &path, &auth);
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        if v["status"] != "running" {
-            break v;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the run did not end: {body}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    let done = poll(port, &path, &auth, "the run did not end", |v| {
+        v["status"] != "running"
+    });
     assert_eq!(done["status"], "succeeded", "{done}");
     assert!(done.get("pending").is_none(), "{done}");
     let recorded = done["steps"].as_array().unwrap();
@@ -293,4 +278,25 @@ fn a_running_run_shows_its_steps_as_they_go() {
         .unwrap();
     assert_eq!(feed_done["rows_written"], 3, "{done}");
     assert_eq!(feed_done["started_at"], feed_step["started_at"], "{done}");
+}
+
+/// `GET path` every 100 ms until `until` holds of its JSON (at most 2 minutes).
+fn poll(
+    port: u16,
+    path: &str,
+    auth: &[(&str, &str)],
+    what: &str,
+    until: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let (status, body) = assay_testkit::http(port, "GET", path, auth);
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if until(&v) {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: {body}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }

@@ -1,4 +1,23 @@
-// WCAG 2.x contrast of every visible text on a page: the text colour against the first
+// What the browser tests share: Debian's Chromium, a check that names what failed, and the
+// WCAG 2.x contrast of every visible text on a page.
+
+import { chromium } from "playwright-core";
+
+/** Debian's headless Chromium (or $CHROMIUM). */
+export function launch() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-dev-shm-usage"],
+  });
+}
+
+/** Throws naming `what` unless `ok`; logs `ok - what`. */
+export function check(ok, what) {
+  if (!ok) throw new Error(`check failed: ${what}`);
+  console.log(`ok - ${what}`);
+}
+
+// Contrast: the text colour against the first
 // opaque background behind it (white when none). Text needs 4.5:1, large text (24px, or
 // 18.66px bold) 3:1. Disabled controls and text over images or gradients are not judged.
 
