@@ -58,7 +58,10 @@ export async function run(id) {
       detail.duration_ms !== undefined ? ` · ${(detail.duration_ms / 1000).toFixed(1)} s` : ""),
     detail.error ? h("p", { class: "error", role: "alert" }, detail.error) : null,
     detail.status === "running" ? h("p", { class: "muted", role: "status", "aria-label": "Progress" },
-      `${done} of ${done + active + pending.length} steps done, ${active} running. This page refreshes every 2 s.`) : null,
+      detail.pending === undefined
+        // Answered from _system.runs: another server runs it, and records its steps at the end.
+        ? "Running on another server: its steps appear when it ends. This page refreshes every 2 s."
+        : `${done} of ${done + active + pending.length} steps done, ${active} running. This page refreshes every 2 s.`) : null,
     h("h2", {}, "Timeline"), steps.length || pending.length ? gantt : h("p", { class: "muted" }, "No steps yet."),
     failed.length ? h("section", { "aria-label": "Failed steps" }, h("h2", {}, "Failed steps"),
       failed.map((s) => h("div", { class: "card" }, h("strong", {}, s.step), h("p", { class: "error" }, s.error ?? "")))) : null,

@@ -227,6 +227,22 @@ fn a_running_run_shows_its_steps_as_they_go() {
         "nothing committed yet: {live}"
     );
 
+    // Another server of the lake knows the run from `_system.runs` only: running, no steps.
+    let other = f.serve_as_root(Stdio::null());
+    let other_bearer = root_bearer(other.port);
+    let (status, body) = assay_testkit::http(
+        other.port,
+        "GET",
+        &path,
+        &[("Authorization", &other_bearer)],
+    );
+    assert_eq!(status, 200, "{body}");
+    let elsewhere: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(elsewhere["status"], "running", "{body}");
+    assert_eq!(elsewhere["steps"], serde_json::json!([]), "{body}");
+    assert!(elsewhere.get("pending").is_none(), "{body}");
+    drop(other);
+
     // The console shows the same, then follows the run to its end once the feed is released.
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let shots = repo.join("target/console-screenshots");
