@@ -41,6 +41,15 @@ pub fn add(rows: u64, bytes: u64) {
     });
 }
 
+/// Forgets what the current step's writers took so far: a retried step starts over, so its
+/// rows are not counted twice (nothing outside a step).
+pub fn restart() {
+    let _ = METER.try_with(|m| {
+        m.rows.store(0, Ordering::Relaxed);
+        m.bytes.store(0, Ordering::Relaxed);
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,5 +65,17 @@ mod tests {
         })
         .await;
         assert_eq!((meter.rows(), meter.bytes()), (5, 50));
+    }
+
+    #[tokio::test]
+    async fn a_restart_forgets_the_failed_attempt() {
+        let meter = Arc::new(Meter::default());
+        metered(Arc::clone(&meter), async {
+            add(7, 70);
+            restart();
+            add(2, 20);
+        })
+        .await;
+        assert_eq!((meter.rows(), meter.bytes()), (2, 20));
     }
 }

@@ -264,6 +264,8 @@ async fn run_step(
     let clock = Instant::now();
     let (status, report, error) = loop {
         attempts += 1;
+        // The rows a failed attempt wrote were never committed: progress starts over.
+        crate::progress::restart();
         let span = tracing::info_span!("attempt", attempt = attempts);
         let attempt = AssertUnwindSafe(step.run(ctx).instrument(span)).catch_unwind();
         let result = tokio::time::timeout(timeout, attempt).await;
@@ -385,6 +387,63 @@ mod tests {
         let s = summary.steps.iter().find(|s| s.table.to_string() == table);
         let s = s.unwrap_or_else(|| panic!("{table} is not in the summary"));
         (s.status, s.error.clone().unwrap_or_default())
+    }
+
+    /// Writes 5 rows, then fails transiently on its first attempt; writes 3 on its second.
+    #[derive(Debug)]
+    struct Retried(TableId, std::sync::atomic::AtomicU32);
+
+    #[async_trait::async_trait]
+    impl Step for Retried {
+        fn table(&self) -> &TableId {
+            &self.0
+        }
+        fn upstreams(&self) -> &[TableId] {
+            &[]
+        }
+        async fn run(&self, _: &StepContext) -> Result<StepReport, StepError> {
+            if self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                crate::progress::add(5, 50);
+                return Err(StepError::transient("connection reset"));
+            }
+            crate::progress::add(3, 30);
+            Ok(StepReport {
+                rows_written: 3,
+                version: Some(0),
+                ..StepReport::default()
+            })
+        }
+    }
+
+    /// Keeps the meter the runner hands out.
+    #[derive(Default)]
+    struct Meters(std::sync::Mutex<Vec<Arc<crate::progress::Meter>>>);
+
+    impl RunObserver for Meters {
+        fn metering(&self, _: &TableId, meter: Arc<crate::progress::Meter>) {
+            self.0.lock().unwrap().push(meter);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retried_step_counts_the_rows_of_its_last_attempt_only() {
+        let step = Retried(TableId::parse("bronze.r").unwrap(), Default::default());
+        let pipeline = Pipeline::new(vec![Arc::new(step) as Arc<dyn Step>]).unwrap();
+        let config = RunConfig {
+            retries: 1,
+            retry_backoff: Duration::from_millis(1),
+            ..RunConfig::default()
+        };
+        let (_dir, ctx) = context().await;
+        let meters = Arc::new(Meters::default());
+        let summary = run(&pipeline, None, &config, ctx, Arc::clone(&meters) as _).await;
+        assert_eq!(summary.steps[0].attempts, 2);
+        let meter = meters.0.lock().unwrap()[0].clone();
+        assert_eq!(
+            (meter.rows(), meter.bytes()),
+            (3, 30),
+            "not 8 rows: the failed attempt's 5 are gone"
+        );
     }
 
     #[tokio::test]
