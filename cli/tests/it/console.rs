@@ -47,26 +47,7 @@ fn the_console_signs_in_browses_filters_queries_and_hides_what_a_role_may_not_se
     let edge = serde_json::json!({"from": "silver.orders", "to": "gold.daily_revenue"});
     assert!(dag["edges"].as_array().unwrap().contains(&edge), "{body}");
 
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let shots = repo.join("target/console-screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    let out = std::process::Command::new("node")
-        .arg(repo.join("tests/browser/console.mjs"))
-        .arg(format!("http://127.0.0.1:{port}"))
-        .arg(&shots)
-        .current_dir(repo.join("tests/browser"))
-        .output()
-        .expect("node runs (scripts/setup.sh installs Node.js, Chromium and playwright-core)");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "{report}\nscreenshots: {}",
-        shots.display()
-    );
+    let report = browser("console.mjs", &[&format!("http://127.0.0.1:{port}")]);
     assert!(report.contains("ok - a reader sees no silver"), "{report}");
 
     // The page itself: embedded, no token needed, a strict CSP.
@@ -244,24 +225,14 @@ fn a_running_run_shows_its_steps_as_they_go() {
     drop(other);
 
     // The console shows the same, then follows the run to its end once the feed is released.
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let shots = repo.join("target/console-screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    let out = std::process::Command::new("node")
-        .arg(repo.join("tests/browser/progress.mjs"))
-        .arg(format!("http://127.0.0.1:{port}"))
-        .arg(&shots)
-        .arg(&run_id)
-        .arg(format!("{}/release", feed.base))
-        .current_dir(repo.join("tests/browser"))
-        .output()
-        .expect("node runs (scripts/setup.sh installs Node.js, Chromium and playwright-core)");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let report = browser(
+        "progress.mjs",
+        &[
+            &format!("http://127.0.0.1:{port}"),
+            &run_id,
+            &format!("{}/release", feed.base),
+        ],
     );
-    assert!(out.status.success(), "{report}");
     assert!(
         report.contains("ok - the page follows the run to its end"),
         "{report}"
@@ -315,4 +286,33 @@ fn poll(
         assert!(std::time::Instant::now() < deadline, "{what}: {body}");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+}
+
+/// Runs `tests/browser/SCRIPT BASE SHOTS REST...` in Node.js (Chromium via playwright-core)
+/// with the screenshots going to `target/console-screenshots/`; its output, which must end
+/// well.
+fn browser(script: &str, args: &[&str]) -> String {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let shots = repo.join("target/console-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let (base, rest) = args.split_first().expect("a base URL");
+    let out = std::process::Command::new("node")
+        .arg(repo.join("tests/browser").join(script))
+        .arg(base)
+        .arg(&shots)
+        .args(rest)
+        .current_dir(repo.join("tests/browser"))
+        .output()
+        .expect("node runs (scripts/setup.sh installs Node.js, Chromium and playwright-core)");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{report}\nscreenshots: {}",
+        shots.display()
+    );
+    report
 }

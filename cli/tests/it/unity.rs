@@ -227,6 +227,23 @@ fn the_lake_is_a_unity_catalog_for_duckdb_deltalake_and_the_sdk() {
         (status, &body["error_code"]),
         (400, &json!("INVALID_ARGUMENT"))
     );
+    for (bad, names) in [
+        ("not json", "not JSON"),
+        (r#"{"operation":"READ"}"#, "`table_id`"),
+    ] {
+        let (status, body) = call(
+            port,
+            "POST",
+            &format!("{UC}/temporary-table-credentials"),
+            Some(&ana),
+            bad,
+        );
+        assert_eq!(
+            (status, &body["error_code"]),
+            (400, &json!("INVALID_ARGUMENT"))
+        );
+        assert!(body["message"].as_str().unwrap().contains(names), "{body}");
+    }
     let (_, body) = get(
         port,
         &format!("{UC}/table-summaries?catalog_name=retail&table_name_pattern=prod*"),
