@@ -74,6 +74,13 @@ try {
   await admin.getByRole("button", { name: "Download CSV" }).click();
   const csv = await download;
   check(csv.suggestedFilename() === "gold.daily_revenue.csv", "the rows download as CSV");
+  const parquetDownload = admin.waitForEvent("download");
+  await admin.getByRole("button", { name: "Download Parquet" }).click();
+  const parquet = await parquetDownload;
+  const bytes = await import("node:fs").then((fs) => parquet.path().then((p) => fs.readFileSync(p)));
+  check(parquet.suggestedFilename() === "gold.daily_revenue.parquet" &&
+    bytes.subarray(0, 4).toString() === "PAR1" && bytes.subarray(-4).toString() === "PAR1",
+    `the rows download as Parquet (${bytes.length} bytes)`);
   await shot(admin, "03-table");
 
   // Lineage: the DAG as a graph; a node opens its table.
@@ -137,6 +144,21 @@ try {
   await admin.getByRole("button", { name: "Run" }).click();
   await admin.getByRole("alert").waitFor();
   await shot(admin, "06-sql-refused");
+
+  // Schedules: next fire time, pause and resume (admins).
+  await admin.getByRole("link", { name: "Schedules" }).click();
+  const nightly = admin.getByRole("row").filter({ hasText: "nightly" });
+  await nightly.waitFor();
+  check((await nightly.innerText()).includes("0 2 * * *") && (await nightly.innerText()).includes("active"),
+    `the schedule is listed with its cron (${await nightly.innerText()})`);
+  check((await nightly.locator("td").nth(3).innerText()).trim() !== "", "its next fire time is shown");
+  await nightly.getByRole("button", { name: "Pause" }).click();
+  await nightly.getByRole("button", { name: "Resume" }).waitFor();
+  check((await nightly.innerText()).includes("paused"), "an admin pauses it");
+  await shot(admin, "06-schedules-paused");
+  await nightly.getByRole("button", { name: "Resume" }).click();
+  await nightly.getByRole("button", { name: "Pause" }).waitFor();
+  check((await nightly.innerText()).includes("active"), "and resumes it");
 
   // A reader at phone width: gold only, silver does not exist for them.
   const reader = await browser.newPage({ viewport: { width: 390, height: 844 } });

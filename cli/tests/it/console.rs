@@ -18,6 +18,14 @@ fn the_console_signs_in_browses_filters_queries_and_hides_what_a_role_may_not_se
     );
     let failed = f.assay(&["run"]);
     assert!(!failed.status.success(), "the broken model fails the run");
+    // A schedule for the Schedules page (02:00: it does not fire during the test).
+    let toml = std::fs::read_to_string(f.path().join("assay.toml")).unwrap();
+    f.write(
+        "assay.toml",
+        &format!(
+            "{toml}\n[[schedule]]\nname = \"nightly\"\ncron = \"0 2 * * *\"\nselect = \"gold\"\n"
+        ),
+    );
     let served = f.serve_as_root(Stdio::null());
     let port = served.port;
     // A reader, made by the admin through the API.
