@@ -100,9 +100,10 @@ pub struct Appended {
     pub rows: RecordBatch,
 }
 
-/// Everything a client can do. Every method authorizes the caller first.
+/// Everything a client can do, the Unity Catalog view ([`unity::UnityCatalog`]) included.
+/// Every method authorizes the caller first.
 #[async_trait]
-pub trait LakeService: Send + Sync + std::fmt::Debug {
+pub trait LakeService: unity::UnityCatalog + Send + Sync + std::fmt::Debug {
     /// Checks a user name and password and issues a bearer token.
     async fn login(&self, user: &str, password: &str, client: Option<IpAddr>) -> Result<Login>;
     /// The caller a bearer token (JWT, API key or OIDC token) stands for.
@@ -192,40 +193,6 @@ pub trait LakeService: Send + Sync + std::fmt::Debug {
     /// Signs and checks the handles servers give out, with the JWT secret (so any replica
     /// sharing it takes them back).
     fn sealer(&self) -> &dyn crate::auth::Sealer;
-    /// Unity Catalog: the catalogs (one: the project).
-    async fn uc_catalogs(&self, p: &Principal) -> Result<Vec<unity::Catalog>>;
-    /// Unity Catalog: one catalog.
-    async fn uc_catalog(&self, p: &Principal, name: &str) -> Result<unity::Catalog>;
-    /// Unity Catalog: the schemas (layers) of a catalog the caller sees.
-    async fn uc_schemas(&self, p: &Principal, catalog: &str) -> Result<Vec<unity::Schema>>;
-    /// Unity Catalog: one schema by full name.
-    async fn uc_schema(&self, p: &Principal, full_name: &str) -> Result<unity::Schema>;
-    /// Unity Catalog: a page of a schema's tables.
-    async fn uc_tables(
-        &self,
-        p: &Principal,
-        catalog: &str,
-        schema: &str,
-        page: &unity::PageRequest,
-    ) -> Result<unity::Page<unity::Table>>;
-    /// Unity Catalog: one table by full name.
-    async fn uc_table(&self, p: &Principal, full_name: &str) -> Result<unity::Table>;
-    /// Unity Catalog: a page of table names across the caller's schemas.
-    async fn uc_table_summaries(
-        &self,
-        p: &Principal,
-        catalog: &str,
-        schema_pattern: Option<&str>,
-        table_pattern: Option<&str>,
-        page: &unity::PageRequest,
-    ) -> Result<unity::Page<unity::TableSummary>>;
-    /// Unity Catalog: short-lived credentials for a table's files.
-    async fn uc_credentials(
-        &self,
-        p: &Principal,
-        table_id: &str,
-        op: unity::Operation,
-    ) -> Result<unity::Credentials>;
 }
 
 /// The serving core over one lake.
@@ -258,15 +225,6 @@ impl Core {
     pub fn with_unity(mut self, config: unity::UnityConfig) -> Self {
         self.unity = Arc::new(config);
         self
-    }
-
-    fn uc_view<'a>(&'a self, p: &'a Principal) -> unity::View<'a> {
-        unity::View {
-            lake: self.lake(),
-            versions: &self.versions,
-            config: &self.unity,
-            principal: p,
-        }
     }
 
     /// Lets [`LakeService::start_run`] start runs with `launcher`.
@@ -689,63 +647,5 @@ impl LakeService for Core {
 
     fn sealer(&self) -> &dyn crate::auth::Sealer {
         self.policy.as_ref()
-    }
-
-    async fn uc_catalogs(&self, p: &Principal) -> Result<Vec<unity::Catalog>> {
-        Ok(vec![self.uc_view(p).catalog()])
-    }
-
-    async fn uc_catalog(&self, p: &Principal, name: &str) -> Result<unity::Catalog> {
-        let view = self.uc_view(p);
-        view.check_catalog(name)?;
-        Ok(view.catalog())
-    }
-
-    async fn uc_schemas(&self, p: &Principal, catalog: &str) -> Result<Vec<unity::Schema>> {
-        self.uc_view(p).schemas(catalog)
-    }
-
-    async fn uc_schema(&self, p: &Principal, full_name: &str) -> Result<unity::Schema> {
-        self.uc_view(p).schema(full_name)
-    }
-
-    async fn uc_tables(
-        &self,
-        p: &Principal,
-        catalog: &str,
-        schema: &str,
-        page: &unity::PageRequest,
-    ) -> Result<unity::Page<unity::Table>> {
-        self.uc_view(p).tables(catalog, schema, page).await
-    }
-
-    async fn uc_table(&self, p: &Principal, full_name: &str) -> Result<unity::Table> {
-        self.uc_view(p).table(full_name).await
-    }
-
-    async fn uc_table_summaries(
-        &self,
-        p: &Principal,
-        catalog: &str,
-        schema_pattern: Option<&str>,
-        table_pattern: Option<&str>,
-        page: &unity::PageRequest,
-    ) -> Result<unity::Page<unity::TableSummary>> {
-        self.uc_view(p)
-            .summaries(catalog, schema_pattern, table_pattern, page)
-            .await
-    }
-
-    async fn uc_credentials(
-        &self,
-        p: &Principal,
-        table_id: &str,
-        op: unity::Operation,
-    ) -> Result<unity::Credentials> {
-        let (id, _) = self.uc_view(p).by_id(table_id).await?;
-        if op == unity::Operation::ReadWrite {
-            authorize(p, Action::WriteRows(&id)).map_err(|e| e.with_reason("PERMISSION_DENIED"))?;
-        }
-        unity::vend::vend(self.lake(), &id, op, &p.name, &self.unity.vend).await
     }
 }

@@ -147,6 +147,10 @@ impl LakeService for Failing {
     fn sealer(&self) -> &dyn Sealer {
         self
     }
+}
+
+#[async_trait::async_trait]
+impl unity::UnityCatalog for Failing {
     async fn uc_catalogs(&self, _: &Principal) -> Result<Vec<unity::Catalog>> {
         self.fail()
     }

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use deltalake::DeltaTable;
+use futures::{StreamExt, TryStreamExt};
 
 use super::versions::Versions;
 use super::{Result, ServiceError};
@@ -15,10 +16,12 @@ use crate::storage::Lake;
 use crate::table::{Layer, TableId};
 
 mod model;
+mod service;
 mod types;
 pub mod vend;
 
 pub use model::{Catalog, Column, Page, PageRequest, Schema, Table, TableSummary};
+pub use service::UnityCatalog;
 
 pub use vend::{AwsCredentials, AzureSas, Credentials, Operation, VendConfig};
 
@@ -49,6 +52,9 @@ pub const TABLE_DOES_NOT_EXIST: &str = "TABLE_DOES_NOT_EXIST";
 
 /// Tables one page holds at most.
 pub const MAX_PAGE: usize = 1000;
+
+/// Tables a listing opens at once.
+const OPENS_AT_ONCE: usize = 8;
 
 /// A stable UUID-shaped id of `what` in the lake at `root`.
 fn stable_id(root: &str, what: &str) -> String {
@@ -181,23 +187,28 @@ impl View<'_> {
     ) -> Result<Page<Table>> {
         let layer = self.layer(catalog, schema)?;
         let names = self.names(layer, page).await?;
-        let mut items = Vec::with_capacity(names.items.len());
-        for name in names.items {
-            let id = TableId::new(layer, name);
-            // A table dropped since it was listed is left out.
-            if let Some(t) = self.lake.open(&id).await? {
-                items.push(self.describe(&id, &t).await?);
-            }
-        }
+        // Tables are opened a few at a time (each open reads its log), in name order.
+        let described: Vec<Option<Table>> = futures::stream::iter(names.items)
+            .map(|name| async move {
+                let id = TableId::new(layer, name);
+                // A table dropped since it was listed is left out.
+                match self.lake.open(&id).await? {
+                    Some(t) => Ok::<_, ServiceError>(Some(self.describe(&id, &t).await?)),
+                    None => Ok(None),
+                }
+            })
+            .buffered(OPENS_AT_ONCE)
+            .try_collect()
+            .await?;
         Ok(Page {
-            items,
+            items: described.into_iter().flatten().collect(),
             next_page_token: names.next_page_token,
         })
     }
 
-    /// Names and types of the tables of the caller's layers (`schema_name_pattern` and
-    /// `table_name_pattern` are SQL `LIKE`-free exact names or `*`-wildcards), one page per
-    /// layer run: the token is `layer.table`.
+    /// Names and types of the tables of the caller's layers whose names match the patterns
+    /// (exact names, or `*` wildcards), in layer then name order; the page token is the last
+    /// `layer.table` given.
     pub(crate) async fn summaries(
         &self,
         catalog: &str,
