@@ -16,7 +16,20 @@ use crate::{Cli, Command};
 
 /// Loads the project and runs the command.
 pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode> {
-    let project = Project::load(&cli.project)?;
+    // A scheduler serves any client: it needs no project.
+    let cli = match cli.command {
+        Command::Cluster {
+            role: crate::ClusterRole::Scheduler(args),
+        } => return crate::cluster::scheduler(args).await,
+        _ => cli,
+    };
+    let mut project = Project::load(&cli.project)?;
+    if let Command::Run {
+        engine: Some(mode), ..
+    } = &cli.command
+    {
+        project.force_engine(*mode)?;
+    }
     let root = cli
         .lake
         .clone()
@@ -34,6 +47,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode> {
             output,
             full_refresh,
             inject_fault,
+            engine: _,
         } => {
             let opts = RunOptions {
                 select: select.as_deref(),
@@ -109,6 +123,12 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Verify { select } => {
             crate::maintain::verify(&lake, &pipeline, select.as_deref()).await
         }
+        Command::Cluster {
+            role: crate::ClusterRole::Executor(args),
+        } => crate::cluster::executor(&lake, args).await,
+        Command::Cluster {
+            role: crate::ClusterRole::Scheduler(args),
+        } => crate::cluster::scheduler(args).await,
         Command::Runs { limit } => {
             println!("{}", output::runs_table(&lake, limit).await?);
             Ok(ExitCode::SUCCESS)

@@ -2,6 +2,7 @@
 //! layer crate for its steps, puts them in one pipeline and runs it.
 
 mod access_log;
+mod cluster;
 mod commands;
 mod maintain;
 mod output;
@@ -70,6 +71,10 @@ pub(crate) enum Command {
         /// Test only: fail at this fault point (e.g. `before_commit:bronze.orders`).
         #[arg(long, hide = true)]
         inject_fault: Vec<String>,
+        /// Run every gold model `local`ly or on the `ballista` cluster of
+        /// `[engine.ballista] scheduler`; overrides `[engine] mode` and the models' `engine`.
+        #[arg(long, value_parser = assay_engine::config::EngineMode::parse)]
+        engine: Option<assay_engine::config::EngineMode>,
     },
     /// Print the DAG: table, layer, upstream tables.
     Ls,
@@ -145,12 +150,27 @@ pub(crate) enum Command {
         #[arg(long, short)]
         select: Option<String>,
     },
+    /// Run a process of a Ballista cluster: its scheduler, or an executor of the lake.
+    Cluster {
+        #[command(subcommand)]
+        role: ClusterRole,
+    },
     /// Print recent runs from `_system.runs`.
     Runs {
         /// How many runs to show.
         #[arg(long, default_value_t = 10)]
         limit: usize,
     },
+}
+
+/// The processes of a Ballista cluster.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClusterRole {
+    /// The scheduler: plans the queries clients send and hands their tasks to executors.
+    Scheduler(cluster::SchedulerArgs),
+    /// An executor: runs tasks, reading the lake's files with the project's `[lake]`
+    /// settings.
+    Executor(cluster::ExecutorArgs),
 }
 
 fn main() -> ExitCode {

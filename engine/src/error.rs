@@ -63,6 +63,14 @@ pub enum EngineError {
         #[source]
         source: Box<DeltaTableError>,
     },
+    /// The Ballista cluster cannot be reached.
+    #[error("Ballista scheduler {scheduler}: {message}")]
+    Cluster {
+        /// The scheduler's address.
+        scheduler: String,
+        /// Why it cannot be used.
+        message: String,
+    },
     /// A query failed.
     #[error("{context}: {source}")]
     Query {
@@ -195,6 +203,7 @@ impl EngineError {
             | EngineError::CloneTarget { .. }
             | EngineError::SchemaChange { .. } => ErrorKind::Invalid,
             EngineError::VersionNotFound { .. } => ErrorKind::NotFound,
+            EngineError::Cluster { .. } => ErrorKind::Unavailable,
             EngineError::UnknownTable { .. } => ErrorKind::NotFound,
             EngineError::NeedsFullRefresh { .. } => ErrorKind::Conflict,
             EngineError::Query { source, .. } => crate::query::datafusion_kind(source),
@@ -220,6 +229,7 @@ impl EngineError {
     /// True when retrying the same operation may succeed (IO, commit conflicts).
     pub fn is_transient(&self) -> bool {
         match self {
+            EngineError::Cluster { .. } => true,
             EngineError::ObjectStore { source, .. } => store_error_is_transient(source),
             EngineError::Delta { source, .. } => match source.as_ref() {
                 DeltaTableError::ObjectStore { source } => store_error_is_transient(source),

@@ -8,7 +8,8 @@
 //! - [`delta`]: Delta IO (one commit per write, cursors as `txn` actions in the same commit,
 //!   reading only the files added since a version);
 //! - [`session::LakeCatalog`]: a DataFusion catalog with schemas `bronze`, `silver`, `gold`,
-//!   `_system` that resolves the latest snapshot per query;
+//!   `_system` that resolves the latest snapshot per query; [`cluster`]: the same queries on
+//!   a Ballista cluster, the lake's tables sent as their files;
 //! - [`step::Step`], [`dag::Pipeline`] and [`runner`]: the DAG of steps and how it runs;
 //!   [`progress`]: rows and bytes a running step has written so far;
 //! - [`stream`]: a step's inputs, one streamed incrementally and the others whole;
@@ -29,6 +30,7 @@
 
 pub mod alerts;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod dag;
 pub mod delta;

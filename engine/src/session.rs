@@ -41,6 +41,7 @@ impl LakeCatalog {
                     layer,
                     names: RwLock::new(names),
                     snapshots: Mutex::new(HashMap::new()),
+                    config: SessionConfig::new(),
                 }),
             );
         }
@@ -61,6 +62,30 @@ impl LakeCatalog {
         Ok(())
     }
 
+    /// The same catalog with its tables opened to be read on a Ballista cluster
+    /// ([`crate::cluster::Bound`]); its [`LakeCatalog::session`] is marked the same way.
+    pub fn for_cluster(&self) -> Arc<LakeCatalog> {
+        let schemas = self
+            .schemas
+            .iter()
+            .map(|(layer, s)| {
+                let names = s.names.read().map(|n| n.clone()).unwrap_or_default();
+                let schema = LakeSchema {
+                    lake: self.lake.clone(),
+                    layer: *layer,
+                    names: RwLock::new(names),
+                    snapshots: Mutex::new(HashMap::new()),
+                    config: crate::cluster::bound(SessionConfig::new()),
+                };
+                (*layer, Arc::new(schema))
+            })
+            .collect();
+        Arc::new(LakeCatalog {
+            lake: self.lake.clone(),
+            schemas,
+        })
+    }
+
     /// The lake behind the catalog.
     pub fn lake(&self) -> &Lake {
         &self.lake
@@ -68,13 +93,26 @@ impl LakeCatalog {
 
     /// A session whose default catalog is this one, so `gold.x` resolves to the lake.
     pub fn session(self: &Arc<Self>) -> SessionContext {
-        let config = SessionConfig::new()
+        let mut config = SessionConfig::new();
+        if self.is_for_cluster() {
+            config = crate::cluster::bound(config);
+        }
+        let config = config
             .with_default_catalog_and_schema(CATALOG, Layer::Gold.as_str())
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(true);
         let ctx = SessionContext::new_with_config(config);
         ctx.register_catalog(CATALOG, Arc::clone(self) as Arc<dyn CatalogProvider>);
         ctx
+    }
+}
+
+impl LakeCatalog {
+    /// Whether the tables are opened for a cluster ([`LakeCatalog::for_cluster`]).
+    pub fn is_for_cluster(&self) -> bool {
+        self.schemas
+            .values()
+            .any(|s| s.config.get_extension::<crate::cluster::Bound>().is_some())
     }
 }
 
@@ -102,6 +140,8 @@ pub struct LakeSchema {
     names: RwLock<Vec<String>>,
     /// The snapshot each table had at its last lookup, reused while no newer commit exists.
     snapshots: Mutex<HashMap<String, DeltaTable>>,
+    /// The settings tables are opened with (marked when they go to a cluster).
+    config: SessionConfig,
 }
 
 impl LakeSchema {
@@ -153,7 +193,7 @@ impl LakeSchema {
             Err(e) if e.kind() == crate::error::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(DataFusionError::External(Box::new(e))),
         };
-        let provider = crate::delta::table_provider(&id, &table, &SessionConfig::new(), None)
+        let provider = crate::delta::table_provider(&id, &table, &self.config, None)
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         Ok(Some(provider))
@@ -186,7 +226,7 @@ impl SchemaProvider for LakeSchema {
             guard.push(name.to_string());
             guard.sort();
         }
-        let provider = crate::delta::table_provider(&id, &table, &SessionConfig::new(), None)
+        let provider = crate::delta::table_provider(&id, &table, &self.config, None)
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         Ok(Some(provider))

@@ -72,12 +72,17 @@ pub enum Prepared {
 }
 
 /// A session whose default catalog has the schemas `bronze`, `silver`, `gold`, `_system`,
-/// empty, for a step to register its inputs in.
+/// empty, for a step to register its inputs in; `for_cluster`: the tables registered will
+/// be read on a Ballista cluster ([`crate::cluster::Bound`]).
 ///
 /// # Errors
 /// Registering a schema failed.
-pub fn input_session(context: &TableId) -> Result<SessionContext> {
-    let session = SessionContext::new();
+pub fn input_session(context: &TableId, for_cluster: bool) -> Result<SessionContext> {
+    let mut config = datafusion::prelude::SessionConfig::new();
+    if for_cluster {
+        config = crate::cluster::bound(config);
+    }
+    let session = SessionContext::new_with_config(config);
     let catalog = session.catalog("datafusion").ok_or_else(|| {
         EngineError::query(
             context,
@@ -121,7 +126,13 @@ pub async fn provider(
     session: &SessionContext,
     files: Option<Vec<String>>,
 ) -> Result<Arc<dyn TableProvider>> {
-    if files.as_ref().is_some_and(Vec::is_empty) {
+    // An empty list is an empty table; one going to a cluster is an empty file list.
+    let bound = session
+        .state()
+        .config()
+        .get_extension::<crate::cluster::Bound>()
+        .is_some();
+    if files.as_ref().is_some_and(Vec::is_empty) && !bound {
         let schema = delta::arrow_schema(id, table)?;
         let empty =
             MemTable::try_new(schema, vec![vec![]]).map_err(|e| EngineError::query(id, e))?;
@@ -162,7 +173,7 @@ pub async fn prepare(
         Some(_) => delta::changes_since(consumer, stream, &stream_table, consumed).await?,
         None => Changes::default(),
     };
-    let session = input_session(consumer)?;
+    let session = input_session(consumer, ctx.catalog.is_for_cluster())?;
     let files = consumed.map(|_| changes.added.clone());
     let p = provider(stream, &stream_table, &session, files).await?;
     register(&session, stream, p)?;

@@ -25,6 +25,26 @@ const VOLATILE: [&str; 4] = ["_run_id", "_ingested_at", "_batch_id", "_quarantin
 /// The eight TPC-H tables, every column typed in silver (the ones not listed as strings)
 /// and keyed, and three gold models of two strategies.
 fn project(data: &Path) -> String {
+    let mut toml = medallion(data);
+    toml.push_str(
+        r#"[[gold]]
+name = "pricing_summary"
+
+[[gold]]
+name = "shipping_priority"
+incremental = { strategy = "merge", unique_key = ["l_orderkey"] }
+stream = "silver.lineitem"
+
+[[gold]]
+name = "revenue_by_nation"
+"#,
+    );
+    toml
+}
+
+/// The eight TPC-H tables read from `data/<table>/*.csv` into bronze, and into silver with
+/// every column typed (the ones not listed as strings) and keyed.
+pub(crate) fn medallion(data: &Path) -> String {
     use tpchgen::csv::{
         CustomerCsv, LineItemCsv, NationCsv, OrderCsv, PartCsv, PartSuppCsv, RegionCsv, SupplierCsv,
     };
@@ -122,19 +142,6 @@ fn project(data: &Path) -> String {
         )
         .unwrap();
     }
-    toml.push_str(
-        r#"[[gold]]
-name = "pricing_summary"
-
-[[gold]]
-name = "shipping_priority"
-incremental = { strategy = "merge", unique_key = ["l_orderkey"] }
-stream = "silver.lineitem"
-
-[[gold]]
-name = "revenue_by_nation"
-"#,
-    );
     toml
 }
 
@@ -165,7 +172,7 @@ const MODELS: [(&str, &str); 3] = [
 
 /// Writes the eight tables as CSV files with headers, the large ones in two parts (two
 /// files, so bronze commits several files at once).
-fn generate(dir: &Path, scale: f64) {
+pub(crate) fn generate(dir: &Path, scale: f64) {
     use tpchgen::csv::{
         CustomerCsv, LineItemCsv, NationCsv, OrderCsv, PartCsv, PartSuppCsv, RegionCsv, SupplierCsv,
     };
@@ -199,13 +206,13 @@ fn generate(dir: &Path, scale: f64) {
 /// Row count and an order-independent hash of the rows (all columns but the volatile ones)
 /// of one table, with its column names and types.
 #[derive(Debug, PartialEq, Eq)]
-struct Fingerprint {
+pub(crate) struct Fingerprint {
     schema: String,
     rows: u64,
     hash: u64,
 }
 
-fn fingerprint(batches: &[RecordBatch]) -> Fingerprint {
+pub(crate) fn fingerprint(batches: &[RecordBatch]) -> Fingerprint {
     let mut fp = Fingerprint {
         schema: String::new(),
         rows: 0,

@@ -32,6 +32,7 @@ mod audits;
 mod changes;
 mod chaos;
 mod cloud;
+mod cluster;
 mod console;
 mod databases;
 mod errors;

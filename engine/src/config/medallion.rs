@@ -382,6 +382,8 @@ pub struct GoldConfig {
     pub incremental: Option<Incremental>,
     /// Checks on the new version before it is published.
     pub audits: Vec<super::Audit>,
+    /// `engine`: where this model runs; `None` follows `[engine] mode`.
+    pub engine: Option<super::EngineMode>,
 }
 
 impl Validator<'_> {
@@ -729,6 +731,7 @@ impl Validator<'_> {
                 derived,
                 incremental,
                 audits,
+                engine: g.engine.map(Spanned::into_inner),
             });
         }
         let named: std::collections::HashSet<String> = gold
@@ -773,6 +776,7 @@ impl Validator<'_> {
                 derived: Vec::new(),
                 incremental: None,
                 audits: Vec::new(),
+                engine: None,
             });
         }
         Ok(gold)

@@ -6,6 +6,7 @@
 mod alert;
 mod audit;
 mod database;
+mod engine;
 mod http;
 mod maintenance;
 mod medallion;
@@ -21,6 +22,7 @@ use toml::Spanned;
 pub use alert::{AlertConfig, AlertEvent};
 pub use audit::{Audit, Check};
 pub use database::{DatabaseSource, DbIncremental, DbParallel};
+pub use engine::{EngineConfig, EngineMode};
 pub use http::{HttpAuth, HttpFormat, HttpIncremental, HttpSource, Pagination};
 pub use maintenance::{MaintenanceConfig, TableMaintenance, delta_interval};
 pub use medallion::{
@@ -73,6 +75,8 @@ pub struct Project {
     pub alerts: Vec<AlertConfig>,
     /// `[maintenance]` and the entries' overrides: compaction, vacuum, checkpoints.
     pub maintenance: MaintenanceConfig,
+    /// `[engine]`: where gold models run (here, or on a Ballista cluster).
+    pub engine: EngineConfig,
 }
 
 /// How the runner runs steps.
@@ -654,6 +658,11 @@ impl Validator<'_> {
             let l = g.take_layout();
             layout(Layer::Gold, g.name.get_ref(), l, &format!("gold[{i}]"))?;
         }
+        let modes: Vec<_> = raw_gold
+            .iter()
+            .map(|g| (g.name.get_ref().clone(), g.engine.clone()))
+            .collect();
+        let engine = self.engine(raw.engine, &modes)?;
         let gold = self.gold(raw_gold, &mut seen)?;
         let schedules = self.schedules(raw.schedule)?;
         let alerts = self.alerts(raw.alert)?;
@@ -674,6 +683,7 @@ impl Validator<'_> {
             schedules,
             alerts,
             maintenance,
+            engine,
         })
     }
 

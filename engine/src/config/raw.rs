@@ -37,6 +37,8 @@ pub(crate) struct RawProject {
     pub(crate) alert: Vec<RawAlert>,
     #[serde(default)]
     pub(crate) maintenance: super::maintenance::RawMaintenance,
+    #[serde(default)]
+    pub(crate) engine: super::engine::RawEngine,
 }
 
 /// An `[[alert]]` entry.
@@ -244,6 +246,7 @@ pub(crate) struct RawGold {
     pub(crate) retries: Option<u32>,
     pub(crate) retry_backoff: Option<Spanned<String>>,
     pub(crate) timeout: Option<Spanned<String>>,
+    pub(crate) engine: Option<Spanned<super::EngineMode>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -966,3 +966,64 @@ fn the_unity_catalog_is_named_after_the_project_and_credentials_are_bounded() {
         "{e}"
     );
 }
+
+#[test]
+fn engine_mode_and_scheduler() {
+    let dir = project_dir();
+    let p = load(dir.path(), "").unwrap();
+    assert_eq!(p.engine.mode, EngineMode::Local);
+    assert!(p.cluster_for(&p.gold[0]).is_none());
+
+    let text = r#"
+[engine]
+mode = "ballista"
+
+[engine.ballista]
+scheduler = "df://sched:7000"
+
+[[gold]]
+name = "kpis"
+engine = "local"
+"#;
+    let mut p = load(dir.path(), text).unwrap();
+    assert_eq!(p.engine.scheduler.as_deref(), Some("df://sched:7000"));
+    assert!(
+        p.cluster_for(&p.gold[0]).is_none(),
+        "the model's own engine wins"
+    );
+    p.force_engine(EngineMode::Ballista).unwrap();
+    assert_eq!(
+        p.cluster_for(&p.gold[0]).unwrap().scheduler(),
+        "df://sched:7000"
+    );
+    p.force_engine(EngineMode::Local).unwrap();
+    assert!(p.cluster_for(&p.gold[0]).is_none());
+
+    // A model on the cluster without a scheduler, a bad mode, a bad address.
+    let cases = [
+        ("[engine]\nmode = \"ballista\"\n", "line 2: `engine.mode`"),
+        (
+            "[[gold]]\nname = \"kpis\"\nengine = \"ballista\"\n",
+            "`gold[0].engine`",
+        ),
+        ("[engine]\nmode = \"spark\"\n", "unknown variant `spark`"),
+        (
+            "[engine.ballista]\nscheduler = \"http://x:1\"\n",
+            "`engine.ballista.scheduler`: `http://x:1`: a scheduler's address is df://host:port",
+        ),
+        ("[engine]\nmodes = \"local\"\n", "unknown field `modes`"),
+    ];
+    for (text, want) in cases {
+        let err = load(dir.path(), text).unwrap_err().to_string();
+        assert!(err.contains(want), "{text}: {err}");
+    }
+    let mut p = load(dir.path(), "").unwrap();
+    let err = p
+        .force_engine(EngineMode::Ballista)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("--engine ballista: `ballista` needs `[engine.ballista] scheduler"),
+        "{err}"
+    );
+}

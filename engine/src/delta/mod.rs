@@ -23,7 +23,7 @@ mod provider;
 
 pub use files::{FileWriter, NewFiles, Staged, commit_files};
 pub use merge::{Merge, MergeCounts};
-pub use provider::{SnapshotTable, table_provider};
+pub use provider::{FileRecord, SnapshotTable, TableFiles, table_provider};
 
 /// Rows per Parquet row group in every data file Assay writes: small enough that a scan of
 /// one large file splits across cores and min/max statistics prune within a file, large

@@ -23,6 +23,7 @@ use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::table_schema::TableSchema;
 use datafusion::error::Result as DfResult;
 use datafusion::execution::object_store::ObjectStoreUrl;
@@ -62,15 +63,47 @@ pub async fn table_provider(
 /// A Delta snapshot read as plain Parquet files with the log's statistics.
 #[derive(Debug)]
 pub struct SnapshotTable {
+    /// The columns in the table's order.
     schema: SchemaRef,
-    store: Arc<dyn ObjectStore>,
+    /// The columns stored in the files, then the partition columns: the scan's order.
+    scan: TableSchema,
+    /// Where each of `schema`'s columns is in the scan's order.
+    order: Vec<usize>,
+    /// The store to register under `url`; `None` when the reader has it (a cluster).
+    store: Option<Arc<dyn ObjectStore>>,
     url: ObjectStoreUrl,
+    /// The live files as the log records them (what a cluster is sent).
+    records: Vec<FileRecord>,
     files: Vec<PartitionedFile>,
+    /// Whether the paths are absolute in a store any process of the lake can open, so the
+    /// table can be sent to a cluster ([`SnapshotTable::travels`]).
+    travels: bool,
+}
+
+/// One live data file as the log records it: its path in the store, size, statistics (the
+/// `add` action's JSON) and partition values (as the log writes them).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct FileRecord {
+    path: String,
+    size: u64,
+    stats: Option<String>,
+    partition_values: Vec<Option<String>>,
+}
+
+/// What a cluster is sent of a [`SnapshotTable`]: the store URL, the partition columns and
+/// the files (the schema travels beside it).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct TableFiles {
+    url: String,
+    partition_columns: Vec<String>,
+    files: Vec<FileRecord>,
 }
 
 impl SnapshotTable {
     /// The table for `table`'s snapshot (its files `only`, when given); `None` when the
-    /// snapshot needs more than Parquet to be read.
+    /// snapshot needs more than Parquet to be read. A session marked for a cluster
+    /// ([`crate::cluster::Bound`]) gets a table that can travel there: partitioned tables
+    /// too, paths absolute in the lake's store.
     ///
     /// # Errors
     /// The snapshot is not loaded.
@@ -80,13 +113,15 @@ impl SnapshotTable {
         config: &SessionConfig,
         only: Option<&[String]>,
     ) -> Result<Option<SnapshotTable>> {
+        let travels = config.get_extension::<crate::cluster::Bound>().is_some();
         let snapshot = table.snapshot().map_err(|e| EngineError::delta(id, e))?;
+        let partition_columns = snapshot.metadata().partition_columns();
         // Paths in a change list are as the log writes them, maybe percent-encoded; the
-        // snapshot's are decoded. Such lists go to delta-rs, which knows both.
+        // snapshot's are decoded. Such lists go to delta-rs, which knows both, unless the
+        // table goes to a cluster: then they are decoded here.
         let encoded = only.is_some_and(|o| o.iter().any(|p| p.contains('%')));
         let plain = snapshot.protocol().min_reader_version() <= 1
-            && snapshot.metadata().partition_columns().is_empty()
-            && !encoded;
+            && (travels || (partition_columns.is_empty() && !encoded));
         if !plain {
             return Ok(None);
         }
@@ -100,36 +135,153 @@ impl SnapshotTable {
                 .collect::<Vec<_>>(),
             schema.metadata().clone(),
         ));
-        // The table's own store, rooted at its directory: file paths are relative to it.
-        let store = table.log_store().object_store(None);
-        let wanted: Option<std::collections::HashSet<&str>> =
-            only.map(|o| o.iter().map(String::as_str).collect());
-        let mut files = Vec::new();
+        let wanted: Option<std::collections::HashSet<String>> = only.map(|o| {
+            o.iter()
+                .map(|p| match travels {
+                    true => object_store::path::Path::from_url_path(p)
+                        .map_or_else(|_| p.clone(), |d| d.to_string()),
+                    false => p.clone(),
+                })
+                .collect()
+        });
+        // Where the files are: relative to the table's own store, or (for a cluster)
+        // absolute in the store of the lake's bucket or directory.
+        let (store, url, base) = if travels {
+            let root = table.table_url();
+            let url = ObjectStoreUrl::parse(&root[..url::Position::BeforePath])
+                .map_err(|e| EngineError::query(id, e))?;
+            let base = object_store::path::Path::from_url_path(root.path()).map_err(|e| {
+                EngineError::query(
+                    id,
+                    datafusion::error::DataFusionError::External(Box::new(e)),
+                )
+            })?;
+            (table.log_store().root_object_store(None), url, Some(base))
+        } else {
+            let url = table_store_url(table).map_err(|e| EngineError::query(id, e))?;
+            (table.log_store().object_store(None), url, None)
+        };
+        let mut records = Vec::new();
         for file in snapshot.log_data().iter() {
             let path = file.path();
             if wanted.as_ref().is_some_and(|w| !w.contains(path.as_ref())) {
                 continue;
             }
             if path.contains("://") || file.deletion_vector_descriptor().is_some() {
+                if travels {
+                    return Err(EngineError::query(
+                        id,
+                        datafusion::error::DataFusionError::NotImplemented(format!(
+                            "the table cannot be read on a cluster: its file `{path}` is \
+                             outside the table or has deletion vectors"
+                        )),
+                    ));
+                }
                 return Ok(None);
             }
             let location = file.object_store_path();
-            let size = u64::try_from(file.size()).unwrap_or(0);
-            let mut partitioned = PartitionedFile::new(location.to_string(), size);
-            partitioned.object_meta.location = location;
-            partitioned.statistics = Some(Arc::new(file_statistics(
-                &schema,
-                file.stats().as_deref(),
-                size,
-            )));
-            files.push(partitioned);
+            let location = match &base {
+                Some(b) => b.parts().chain(location.parts()).collect(),
+                None => location,
+            };
+            let values = file.partition_values_map();
+            records.push(FileRecord {
+                path: location.to_string(),
+                size: u64::try_from(file.size()).unwrap_or(0),
+                stats: file.stats(),
+                partition_values: partition_columns
+                    .iter()
+                    .map(|c| values.get(c).cloned().flatten())
+                    .collect(),
+            });
         }
-        Ok(Some(SnapshotTable {
+        let files = TableFiles {
+            url: url.as_str().to_string(),
+            partition_columns: partition_columns.to_vec(),
+            files: records,
+        };
+        let mut t =
+            SnapshotTable::from_files(schema, files).map_err(|e| EngineError::query(id, e))?;
+        t.store = Some(store);
+        t.travels = travels;
+        Ok(Some(t))
+    }
+
+    /// The table a cluster rebuilds from what [`SnapshotTable::files`] sent: `schema` in the
+    /// table's column order; the store is the reader's.
+    ///
+    /// # Errors
+    /// A partition column is not in the schema, or a partition value does not parse as its
+    /// column's type.
+    pub fn from_files(schema: SchemaRef, files: TableFiles) -> DfResult<SnapshotTable> {
+        let url = ObjectStoreUrl::parse(&files.url)?;
+        let mut partitions = Vec::new();
+        for name in &files.partition_columns {
+            partitions.push(Arc::new(schema.field_with_name(name)?.clone()));
+        }
+        let stored = ArrowSchema::new(
+            schema
+                .fields()
+                .iter()
+                .filter(|f| !files.partition_columns.contains(f.name()))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+        let scan = TableSchema::builder(Arc::new(stored))
+            .with_table_partition_cols(partitions)
+            .build();
+        let order = schema
+            .fields()
+            .iter()
+            .map(|f| scan.table_schema().index_of(f.name()))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let mut parts = Vec::with_capacity(files.files.len());
+        for record in &files.files {
+            let location = object_store::path::Path::from(record.path.as_str());
+            let mut file = PartitionedFile::new(location.to_string(), record.size);
+            file.object_meta.location = location;
+            file.partition_values = scan
+                .table_partition_cols()
+                .iter()
+                .zip(&record.partition_values)
+                .map(|(f, v)| partition_value(f.data_type(), v.as_deref()))
+                .collect::<DfResult<Vec<_>>>()?;
+            let stats = file_statistics(scan.file_schema(), record.stats.as_deref(), record.size);
+            parts.push(file.with_statistics(Arc::new(stats)));
+        }
+        Ok(SnapshotTable {
             schema,
-            store,
-            url: table_store_url(table).map_err(|e| EngineError::query(id, e))?,
-            files,
-        }))
+            scan,
+            order,
+            store: None,
+            url,
+            records: files.files,
+            files: parts,
+            travels: true,
+        })
+    }
+
+    /// What a cluster is sent of this table; `None` when its files are only readable
+    /// through this process's own store (a table not opened for a cluster).
+    pub fn files(&self) -> Option<TableFiles> {
+        self.travels.then(|| TableFiles {
+            url: self.url.as_str().to_string(),
+            partition_columns: self
+                .scan
+                .table_partition_cols()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect(),
+            files: self.records.clone(),
+        })
+    }
+}
+
+/// A partition value as the log writes it, as a value of the column's type (`None` is null).
+fn partition_value(ty: &DataType, value: Option<&str>) -> DfResult<ScalarValue> {
+    match value {
+        Some(v) => ScalarValue::try_from_string(v.to_string(), ty),
+        None => ScalarValue::try_from(ty),
     }
 }
 
@@ -241,24 +393,37 @@ impl TableProvider for SnapshotTable {
             };
             return Ok(Arc::new(EmptyExec::new(schema)));
         }
-        state
-            .runtime_env()
-            .register_object_store(self.url.as_ref(), Arc::clone(&self.store));
+        if let Some(store) = &self.store {
+            state
+                .runtime_env()
+                .register_object_store(self.url.as_ref(), Arc::clone(store));
+        }
         let groups =
             FileGroup::new(self.files.clone()).split_files(state.config().target_partitions());
         let statistics = Statistics::try_merge_iter(
             self.files.iter().filter_map(|f| f.statistics.as_deref()),
-            &self.schema,
+            self.scan.table_schema(),
         )?;
         let options = state.table_options().parquet.clone();
-        let source = ParquetSource::new(TableSchema::from(Arc::clone(&self.schema)))
-            .with_table_parquet_options(options.clone());
+        let source =
+            ParquetSource::new(self.scan.clone()).with_table_parquet_options(options.clone());
+        // The scan's columns are the files' then the partitions'; the projection asks for
+        // the table's in its own order.
+        let wanted: Vec<usize> = match projection {
+            Some(p) => p.iter().map(|i| self.order[*i]).collect(),
+            None => self.order.clone(),
+        };
         let config = FileScanConfigBuilder::new(self.url.clone(), Arc::new(source))
             .with_file_groups(groups)
             .with_statistics(statistics)
-            .with_projection_indices(projection.cloned())?
+            .with_projection_indices(Some(wanted))?
             .with_limit(limit)
             .build();
+        if self.store.is_none() {
+            // Planned where the lake's store may not be (a cluster's scheduler): the
+            // executors that run the scan bring their own.
+            return Ok(DataSourceExec::from_data_source(config));
+        }
         ParquetFormat::default()
             .with_options(options)
             .create_physical_plan(state, config)

@@ -29,6 +29,6 @@ pub fn steps(project: &Project) -> std::result::Result<Vec<Arc<dyn Step>>, Engin
     project
         .gold
         .iter()
-        .map(|g| Ok(Arc::new(GoldStep::new(g.clone())?) as Arc<dyn Step>))
+        .map(|g| Ok(Arc::new(GoldStep::new(g.clone(), project.cluster_for(g))?) as Arc<dyn Step>))
         .collect()
 }

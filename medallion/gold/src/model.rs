@@ -2,6 +2,7 @@
 //! refresh in one commit, skipped when no upstream has a new version; or, when it declares
 //! `incremental`, computed from its stream's changes only and applied by strategy.
 
+use assay_engine::cluster::Cluster;
 use assay_engine::config::GoldConfig;
 use assay_engine::dag::sql_references;
 use assay_engine::delta::{self, CommitInfo, Staged, WriteMode};
@@ -19,14 +20,19 @@ pub struct GoldStep {
     pub(crate) table: TableId,
     pub(crate) config: GoldConfig,
     pub(crate) upstreams: Vec<TableId>,
+    /// The Ballista cluster the model's query runs on; `None`: in this process.
+    pub(crate) cluster: Option<Cluster>,
 }
 
 impl GoldStep {
-    /// A step for one model.
+    /// A step for one model, its query run on `cluster` when given.
     ///
     /// # Errors
     /// The SQL does not parse or names a table without a layer.
-    pub fn new(config: GoldConfig) -> std::result::Result<Self, EngineError> {
+    pub fn new(
+        config: GoldConfig,
+        cluster: Option<Cluster>,
+    ) -> std::result::Result<Self, EngineError> {
         let table = TableId::new(Layer::Gold, &config.name);
         let mut upstreams = sql_references(&table.to_string(), &config.file, &config.sql)?;
         // Tables the audits read run first too.
@@ -44,6 +50,7 @@ impl GoldStep {
             table,
             config,
             upstreams,
+            cluster,
         })
     }
 }
@@ -59,6 +66,18 @@ impl Step for GoldStep {
     }
 
     async fn run(&self, ctx: &StepContext) -> std::result::Result<StepReport, StepError> {
+        // On a cluster, the inputs are opened so they can travel there.
+        let bound;
+        let ctx = match &self.cluster {
+            Some(_) => {
+                bound = StepContext {
+                    catalog: ctx.catalog.for_cluster(),
+                    ..ctx.clone()
+                };
+                &bound
+            }
+            None => ctx,
+        };
         Ok(match &self.config.incremental {
             Some(_) => self.incremental(ctx).await?,
             None => self.build(ctx).await?,
@@ -87,19 +106,32 @@ impl GoldStep {
         }
     }
 
-    /// Fails when a partition column is not in the model's output.
-    /// The model's SQL as a frame, with the partition columns derived from date parts.
+    /// The model's SQL as a frame, with the partition columns derived from date parts:
+    /// planned in `session`, run on the cluster when the model has one (its rows streamed
+    /// back here to be written).
     pub(crate) async fn frame(
         &self,
         session: &datafusion::prelude::SessionContext,
     ) -> Result<DataFrame> {
+        let remote;
+        let session = match &self.cluster {
+            Some(c) => {
+                remote = c.session(session).await?;
+                &remote
+            }
+            None => session,
+        };
         let mut frame = session.sql(&self.config.sql).await.map_err(self.q())?;
         for d in &self.config.derived {
             frame = frame.with_column(&d.name, d.expr()).map_err(self.q())?;
         }
-        Ok(frame)
+        match &self.cluster {
+            Some(c) => Ok(c.fetched(frame)?),
+            None => Ok(frame),
+        }
     }
 
+    /// Fails when a partition column is not in the model's output.
     pub(crate) fn check_partitions(&self, frame: &DataFrame) -> Result<()> {
         for p in &self.config.partition_by {
             if frame.schema().field_with_unqualified_name(p).is_err() {
