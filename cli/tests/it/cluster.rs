@@ -148,17 +148,63 @@ async fn gold(f: &Fixture) -> Vec<(String, Fingerprint)> {
     all
 }
 
+/// Two incremental models beside the example's: a MERGE by key over a stream-static join,
+/// and revenue per day replaced by the partitions the new rows touch.
+const INCREMENTAL: &str = r#"
+[[gold]]
+name = "big_orders"
+incremental = { strategy = "merge", unique_key = ["order_id"] }
+stream = "silver.orders"
+
+[[gold]]
+name = "revenue_by_day"
+partition_by = ["order_date"]
+incremental = { strategy = "partitions" }
+"#;
+
+/// New orders and a correction of one already loaded.
+const MORE_ORDERS: &str =
+    "order_id,customer_id,product_id,quantity,amount,order_date,updated_at,status
+1001,1,10,3,73.50,2026-11-01,2026-11-04T09:00:00Z,corrected
+1101,2,21,4,140.00,2026-11-04,2026-11-04T10:00:00Z,placed
+1102,3,10,1,24.50,2026-11-04,2026-11-04T11:00:00Z,placed
+";
+
 async fn example_in_ballista_mode_equals_local_mode(backend: Backend) {
     let f = Fixture::example_on(backend).await;
+    f.write(
+        "sql/gold/big_orders.sql",
+        "SELECT o.order_id, o.amount, c.country FROM silver.orders o \
+         JOIN silver.customers c ON o.customer_id = c.customer_id WHERE o.amount >= 40",
+    );
+    f.write(
+        "sql/gold/revenue_by_day.sql",
+        "SELECT order_date, SUM(amount) AS revenue, COUNT(*) AS orders FROM silver.orders \
+         GROUP BY order_date",
+    );
+    append(&f, INCREMENTAL);
     let cluster = Cluster::start(&f, 2);
     append(&f, &cluster.toml());
     f.run_ok(&[]);
-    let on_cluster = gold(&f).await;
-    assert_eq!(on_cluster.len(), 2, "{on_cluster:?}");
     assert!(
         cluster.executors.iter().any(Executor::has_worked),
         "no executor ran a task"
     );
+    // The incremental models now read only the changes, on the cluster.
+    f.add_source("examples/retail/orders/orders_2026-11-04.csv", MORE_ORDERS)
+        .await;
+    f.run_ok(&[]);
+    let on_cluster = gold(&f).await;
+    assert_eq!(on_cluster.len(), 4, "{on_cluster:?}");
+    assert_eq!(
+        f.version("gold.big_orders").await,
+        Some(1),
+        "merged, not rebuilt"
+    );
+    let revenue = f
+        .table("SELECT revenue FROM gold.revenue_by_day WHERE order_date = DATE '2026-11-04'")
+        .await;
+    assert!(revenue.contains("164.50"), "{revenue}");
 
     // The same models here, over the same silver tables.
     f.run_ok(&["--engine", "local", "--full-refresh", "--select", "gold"]);

@@ -88,6 +88,8 @@ impl Cluster {
             .config()
             .clone()
             .upgrade_for_ballista()
+            // The catalogs are `local`'s: building the state must not replace its default one.
+            .with_create_default_catalog_and_schema(false)
             .with_ballista_logical_extension_codec(codec())
             .with_ballista_job_name("assay");
         let state = SessionStateBuilder::new_from_existing(state)
