@@ -76,7 +76,8 @@ async fn partitioned_tables_travel_as_their_files_and_read_the_same() {
     table(
         &lake,
         "silver.sales",
-        "SELECT * FROM (VALUES (4, 'a', DATE '2026-01-04', 8.0)) AS t(id, region, day, amount)",
+        "SELECT * FROM (VALUES (4, 'a', DATE '2026-01-04', 8.0), (5, 'x/y: %z', DATE '2026-01-04', 1.5)) \
+         AS t(id, region, day, amount)",
         &["region", "day"],
     )
     .await;

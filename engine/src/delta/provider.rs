@@ -237,7 +237,9 @@ impl SnapshotTable {
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let mut parts = Vec::with_capacity(files.files.len());
         for record in &files.files {
-            let location = object_store::path::Path::from(record.path.as_str());
+            // The path as the store writes it (percent-encoded parts stay encoded).
+            let location = object_store::path::Path::parse(&record.path)
+                .unwrap_or_else(|_| object_store::path::Path::from(record.path.as_str()));
             let mut file = PartitionedFile::new(location.to_string(), record.size);
             file.object_meta.location = location;
             file.partition_values = scan
