@@ -135,11 +135,13 @@ impl SnapshotTable {
                 .collect::<Vec<_>>(),
             schema.metadata().clone(),
         ));
+        // Decoded as delta-rs decodes the snapshot's paths, so both compare as written.
         let wanted: Option<std::collections::HashSet<String>> = only.map(|o| {
             o.iter()
                 .map(|p| match travels {
-                    true => object_store::path::Path::from_url_path(p)
-                        .map_or_else(|_| p.clone(), |d| d.to_string()),
+                    true => percent_encoding::percent_decode_str(p)
+                        .decode_utf8_lossy()
+                        .into_owned(),
                     false => p.clone(),
                 })
                 .collect()
