@@ -1,7 +1,7 @@
 //! Gold models on a Ballista cluster of Assay processes: a scheduler and two executors
 //! (`assay cluster scheduler|executor`) started here on free loopback ports. The same models
-//! must give the same rows in `ballista` mode as in `local` mode, with the lake on local disk
-//! and on S3 (moto), and a run whose executor is killed mid-query must end with the right
+//! must give the same rows in `ballista` mode as in `local` mode, with the lake on local disk,
+//! on S3 (moto) and on Azure (Azurite; the example only), and a run whose executor is killed mid-query must end with the right
 //! rows or a clear error, never a partial commit.
 
 use std::net::TcpStream;
@@ -223,19 +223,7 @@ async fn example_in_ballista_mode_equals_local_mode(backend: Backend) {
     assert_eq!(f.version("gold.products").await, before);
 }
 
-mod local {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn example_in_ballista_mode_equals_local_mode() {
-        super::example_in_ballista_mode_equals_local_mode(crate::kit::Backend::start("local")).await
-    }
-}
-
-mod s3 {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn example_in_ballista_mode_equals_local_mode() {
-        super::example_in_ballista_mode_equals_local_mode(crate::kit::Backend::start("s3")).await
-    }
-}
+crate::on_every_backend!(example_in_ballista_mode_equals_local_mode);
 
 /// The 22 TPC-H queries (`tests/tpch/queries`, a copy of `../shared/tpch/queries`) as gold models `gold.q01` ... over the
 /// silver tables.
