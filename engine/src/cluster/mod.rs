@@ -78,7 +78,7 @@ impl Cluster {
     /// (its config carries [`Bound`]).
     ///
     /// # Errors
-    /// The scheduler address does not parse.
+    /// Nothing answers at the scheduler's address ([`EngineError::Cluster`]).
     pub async fn session(&self, local: &SessionContext) -> Result<SessionContext> {
         self.reachable().await?;
         let state = local.state();
@@ -99,9 +99,7 @@ impl Cluster {
             .await
             .map_err(|e| EngineError::query(format!("cluster {}", self.scheduler), e))
     }
-}
 
-impl Cluster {
     /// Fails clearly (and as a transient error a step retries) when nothing listens at
     /// the scheduler's address; Ballista's own error would surface later, inside the write.
     async fn reachable(&self) -> Result<()> {
