@@ -75,7 +75,7 @@ impl LakeCatalog {
                     layer: *layer,
                     names: RwLock::new(names),
                     snapshots: Mutex::new(HashMap::new()),
-                    config: crate::cluster::bound(SessionConfig::new()),
+                    config: crate::cluster::session_config(true),
                 };
                 (*layer, Arc::new(schema))
             })
@@ -93,11 +93,7 @@ impl LakeCatalog {
 
     /// A session whose default catalog is this one, so `gold.x` resolves to the lake.
     pub fn session(self: &Arc<Self>) -> SessionContext {
-        let mut config = SessionConfig::new();
-        if self.is_for_cluster() {
-            config = crate::cluster::bound(config);
-        }
-        let config = config
+        let config = crate::cluster::session_config(self.is_for_cluster())
             .with_default_catalog_and_schema(CATALOG, Layer::Gold.as_str())
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(true);
@@ -105,14 +101,12 @@ impl LakeCatalog {
         ctx.register_catalog(CATALOG, Arc::clone(self) as Arc<dyn CatalogProvider>);
         ctx
     }
-}
 
-impl LakeCatalog {
     /// Whether the tables are opened for a cluster ([`LakeCatalog::for_cluster`]).
     pub fn is_for_cluster(&self) -> bool {
         self.schemas
             .values()
-            .any(|s| s.config.get_extension::<crate::cluster::Bound>().is_some())
+            .any(|s| crate::cluster::is_bound(&s.config))
     }
 }
 

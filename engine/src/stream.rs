@@ -78,11 +78,7 @@ pub enum Prepared {
 /// # Errors
 /// Registering a schema failed.
 pub fn input_session(context: &TableId, for_cluster: bool) -> Result<SessionContext> {
-    let mut config = datafusion::prelude::SessionConfig::new();
-    if for_cluster {
-        config = crate::cluster::bound(config);
-    }
-    let session = SessionContext::new_with_config(config);
+    let session = SessionContext::new_with_config(crate::cluster::session_config(for_cluster));
     let catalog = session.catalog("datafusion").ok_or_else(|| {
         EngineError::query(
             context,
@@ -127,11 +123,7 @@ pub async fn provider(
     files: Option<Vec<String>>,
 ) -> Result<Arc<dyn TableProvider>> {
     // An empty list is an empty table; one going to a cluster is an empty file list.
-    let bound = session
-        .state()
-        .config()
-        .get_extension::<crate::cluster::Bound>()
-        .is_some();
+    let bound = crate::cluster::is_bound(session.state().config());
     if files.as_ref().is_some_and(Vec::is_empty) && !bound {
         let schema = delta::arrow_schema(id, table)?;
         let empty =

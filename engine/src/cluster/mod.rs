@@ -42,6 +42,19 @@ use crate::storage::Lake;
 #[derive(Debug, Default)]
 pub struct Bound;
 
+/// A new session config, marked for the cluster ([`bound`]) when `for_cluster`.
+pub fn session_config(for_cluster: bool) -> SessionConfig {
+    match for_cluster {
+        true => bound(SessionConfig::new()),
+        false => SessionConfig::new(),
+    }
+}
+
+/// Whether tables opened with `config` are opened for the cluster ([`Bound`]).
+pub fn is_bound(config: &SessionConfig) -> bool {
+    config.get_extension::<Bound>().is_some()
+}
+
 /// A session config whose tables are opened for the cluster (see [`Bound`]): text columns
 /// as `Utf8`, not views, as Ballista's executors read and ship them.
 pub fn bound(config: SessionConfig) -> SessionConfig {

@@ -113,7 +113,7 @@ impl SnapshotTable {
         config: &SessionConfig,
         only: Option<&[String]>,
     ) -> Result<Option<SnapshotTable>> {
-        let travels = config.get_extension::<crate::cluster::Bound>().is_some();
+        let travels = crate::cluster::is_bound(config);
         let snapshot = table.snapshot().map_err(|e| EngineError::delta(id, e))?;
         let partition_columns = snapshot.metadata().partition_columns();
         // Paths in a change list are as the log writes them, maybe percent-encoded; the
